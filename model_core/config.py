@@ -1,0 +1,128 @@
+"""Model and training configurations.
+
+ModelConfig reads both the seed's JSON shape (pytorchic-bert: dim, dim_ff, n_layers, ...)
+and a Hugging Face BERT config.json (hidden_size, intermediate_size, ...).
+TrainConfig is a pydantic model: an out-of-range value raises a ValidationError naming the field.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Hugging Face config.json key -> our field name
+HF_TO_SEED = {
+    "hidden_size": "dim",
+    "intermediate_size": "dim_ff",
+    "num_hidden_layers": "n_layers",
+    "num_attention_heads": "n_heads",
+    "attention_probs_dropout_prob": "p_drop_attn",
+    "hidden_dropout_prob": "p_drop_hidden",
+    "max_position_embeddings": "max_len",
+    "type_vocab_size": "n_segments",
+    "vocab_size": "vocab_size",
+    "layer_norm_eps": "layer_norm_eps",
+}
+
+
+class ConfigError(ValueError):
+    """A model config that is missing fields or describes an impossible model."""
+
+
+@dataclass
+class ModelConfig:
+    dim: int = 768  # hidden size
+    dim_ff: int = 3072  # feed-forward inner size
+    n_layers: int = 12
+    n_heads: int = 12
+    p_drop_attn: float = 0.1
+    p_drop_hidden: float = 0.1
+    max_len: int = 512  # number of position embeddings
+    n_segments: int = 2  # number of segment (token type) embeddings
+    vocab_size: int = 30522
+    layer_norm_eps: float = 1e-12
+
+    def __post_init__(self) -> None:
+        for name in ("dim", "dim_ff", "n_layers", "n_heads", "max_len", "n_segments", "vocab_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"model config: {name} must be a positive integer, got {value!r}")
+        for name in ("p_drop_attn", "p_drop_hidden"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                raise ConfigError(f"model config: {name} must be in [0, 1), got {value!r}")
+        if not isinstance(self.layer_norm_eps, (int, float)) or self.layer_norm_eps <= 0:
+            raise ConfigError(f"model config: layer_norm_eps must be > 0, got {self.layer_norm_eps!r}")
+        if self.dim % self.n_heads != 0:
+            raise ConfigError(
+                f"model config: dim ({self.dim}) must be divisible by n_heads ({self.n_heads})"
+            )
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> ModelConfig:
+        """Build from the seed's shape or a Hugging Face config.json dict (detected by its keys)."""
+        if "hidden_size" in raw:  # Hugging Face
+            if raw.get("model_type", "bert") != "bert":
+                raise ConfigError(f"model config: model_type {raw['model_type']!r} is not supported (bert only)")
+            if raw.get("hidden_act", "gelu") != "gelu":
+                raise ConfigError(f"model config: hidden_act {raw['hidden_act']!r} is not supported (gelu only)")
+            if raw.get("position_embedding_type", "absolute") != "absolute":
+                raise ConfigError("model config: only absolute position embeddings are supported")
+            values = {ours: raw[hf] for hf, ours in HF_TO_SEED.items() if hf in raw}
+        else:
+            names = {f.name for f in fields(cls)}
+            values = {k: v for k, v in raw.items() if k in names}
+        required = {f.name for f in fields(cls)} - {"layer_norm_eps"}
+        missing = sorted(required - values.keys())
+        if missing:
+            raise ConfigError(f"model config: missing field(s) {', '.join(missing)}")
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> ModelConfig:
+        try:
+            raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ConfigError(f"cannot read model config {path}: {e}") from e
+        if not isinstance(raw, dict):
+            raise ConfigError(f"model config {path}: expected a JSON object")
+        return cls.from_dict(raw)
+
+    def to_dict(self) -> dict:
+        """The seed's JSON shape."""
+        return asdict(self)
+
+    def to_hf_dict(self) -> dict:
+        """The Hugging Face BertConfig fields (without labels/architectures)."""
+        ours = asdict(self)
+        return {
+            "model_type": "bert",
+            **{hf: ours[name] for hf, name in HF_TO_SEED.items()},
+            "hidden_act": "gelu",
+            "initializer_range": 0.02,
+            "pad_token_id": 0,
+            "position_embedding_type": "absolute",
+        }
+
+
+class TrainConfig(BaseModel):
+    """Fine-tuning hyperparameters; unknown keys are rejected."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="random seed (data order, dropout, head init)")
+    batch_size: int = Field(32, ge=1, le=1024, description="examples per optimizer step")
+    lr: float = Field(5e-5, gt=0, le=1.0, description="peak learning rate (AdamW)")
+    epochs: int = Field(3, ge=1, le=100, description="passes over the training data")
+    warmup: float = Field(0.1, ge=0, lt=1, description="linear warmup, as a fraction of total steps")
+    weight_decay: float = Field(0.01, ge=0, le=1, description="AdamW weight decay (not on biases/LayerNorm)")
+    max_len: int = Field(128, ge=8, le=512, description="tokens per input, incl. [CLS]/[SEP]; longer is truncated")
+    save_steps: int | None = Field(None, ge=1, description="checkpoint every N steps (None: only at the end)")
+    total_steps: int | None = Field(None, ge=1, description="stop after N steps (None: epochs * steps per epoch)")
+    grad_clip: float = Field(1.0, gt=0, description="max global gradient norm")
+    eval_steps: int | None = Field(None, ge=1, description="also evaluate every N steps (None: each epoch only)")
+    early_stopping_patience: int | None = Field(
+        None, ge=1, description="stop after N evaluations without a better macro-F1"
+    )
