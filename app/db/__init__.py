@@ -1,0 +1,1 @@
+"""The job/metrics store: SQLAlchemy models, engine/session factory, and the queries the API and worker share."""
