@@ -1,0 +1,208 @@
+"""Read and write Hugging Face BERT checkpoint directories.
+
+Our parameter names (model_core.model) map to Hugging Face names by `hf_names`; the fused
+attention.qkv is HF's query, key and value stacked along the output dimension. Loading asserts
+that every expected tensor is present with the right shape and names the one that is not.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from model_core.config import ConfigError, ModelConfig
+from model_core.model import Classifier
+from model_core.tokenization import Tokenizer, VocabError
+
+ENCODER_PREFIX = "bert."  # HF's BertForSequenceClassification keeps the encoder under "bert."
+IGNORED_SUFFIXES = ("embeddings.position_ids", "embeddings.token_type_ids")  # buffers, not weights
+HEAD_PREFIXES = ("classifier.", "cls.")  # task heads a base checkpoint may carry; a new head is trained
+
+
+class CheckpointError(ValueError):
+    """A checkpoint directory that cannot be loaded into the model; the message names the tensor."""
+
+
+@dataclass
+class LoadedModel:
+    model: Classifier  # in eval mode
+    tokenizer: Tokenizer
+    cfg: ModelConfig
+    labels: list[str]  # label names in class-id order
+    max_len: int  # tokens per input the model was fine-tuned with
+
+
+def hf_names(model: Classifier) -> dict[str, list[str]]:
+    """Our parameter name -> the HF names whose tensors it holds (stacked along dim 0 when several)."""
+    names = {"embed.tok_embed.weight": ["embeddings.word_embeddings.weight"],
+             "embed.pos_embed.weight": ["embeddings.position_embeddings.weight"],
+             "embed.seg_embed.weight": ["embeddings.token_type_embeddings.weight"]}
+    modules = {"embed.norm": "embeddings.LayerNorm", "pooler": "pooler.dense"}
+    for i in range(len(model.blocks)):
+        ours, hf = f"blocks.{i}.", f"encoder.layer.{i}."
+        modules |= {ours + "attn.proj": hf + "attention.output.dense",
+                    ours + "attn_norm": hf + "attention.output.LayerNorm",
+                    ours + "ff_in": hf + "intermediate.dense",
+                    ours + "ff_out": hf + "output.dense",
+                    ours + "ff_norm": hf + "output.LayerNorm"}
+        for kind in ("weight", "bias"):
+            names[f"{ours}attn.qkv.{kind}"] = [f"{hf}attention.self.{p}.{kind}" for p in ("query", "key", "value")]
+    for ours, hf in modules.items():
+        for kind in ("weight", "bias"):
+            names[f"{ours}.{kind}"] = [f"{ENCODER_PREFIX}{hf}.{kind}"]
+    names = {ours: [n.removeprefix(ENCODER_PREFIX) for n in hf_list] for ours, hf_list in names.items()}
+    names |= {"head.weight": ["classifier.weight"], "head.bias": ["classifier.bias"]}
+    return names
+
+
+def read_state_dict(model_dir: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of model.safetensors (or pytorch_model.bin, loaded with weights_only=True), HF key names
+    normalised: no "bert." prefix, LayerNorm gamma/beta renamed weight/bias, buffers dropped."""
+    model_dir = Path(model_dir)
+    safetensors_path, bin_path = model_dir / "model.safetensors", model_dir / "pytorch_model.bin"
+    try:
+        if safetensors_path.is_file():
+            raw = load_file(safetensors_path)
+        elif bin_path.is_file():
+            raw = torch.load(bin_path, map_location="cpu", weights_only=True)
+        else:
+            raise CheckpointError(f"{model_dir} has no model.safetensors or pytorch_model.bin")
+    except (SafetensorError, OSError, RuntimeError, EOFError) as e:  # truncated or not a checkpoint
+        raise CheckpointError(f"cannot read the weights in {model_dir}: {e}") from None
+    if not isinstance(raw, dict) or not all(isinstance(t, torch.Tensor) for t in raw.values()):
+        raise CheckpointError(f"the weights file in {model_dir} is not a flat name -> tensor mapping")
+    state = {}
+    for key, tensor in raw.items():
+        if key.endswith(IGNORED_SUFFIXES):
+            continue
+        key = key.removeprefix(ENCODER_PREFIX)
+        key = key.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
+        state[key] = tensor
+    return state
+
+
+def load_state(model: Classifier, state: dict[str, torch.Tensor], where: str, *, with_head: bool) -> None:
+    """Copy HF-named tensors into the model. Encoder tensors are required; the pooler is optional
+    (kept freshly initialised when absent) unless with_head; the head (classifier.*) is loaded only
+    with_head. Raises CheckpointError naming missing, misshaped or unexpected tensors."""
+    params = dict(model.named_parameters())
+    mapping = hf_names(model)
+    to_load = list(mapping)
+    if not with_head:
+        to_load = [ours for ours in to_load if not ours.startswith("head.")]
+        if not any(key.startswith("pooler.") for key in state):  # keep the fresh pooler
+            to_load = [ours for ours in to_load if not ours.startswith("pooler.")]
+    missing = [hf for ours in to_load for hf in mapping[ours] if hf not in state]
+    if missing:
+        raise CheckpointError(f"{where}: missing tensor(s) {_first_few(missing)}")
+    known = {hf for hf_list in mapping.values() for hf in hf_list}
+    unexpected = sorted(k for k in state if k not in known and not k.startswith(HEAD_PREFIXES))
+    if unexpected:
+        raise CheckpointError(f"{where}: unexpected tensor(s) {_first_few(unexpected)} "
+                              "(not a BERT checkpoint of this layout?)")
+    for ours in to_load:  # check every shape before changing any parameter
+        hf_list = mapping[ours]
+        shape = params[ours].shape
+        part_shape = (shape[0] // len(hf_list), *shape[1:])  # qkv: three equal parts along dim 0
+        for hf in hf_list:
+            if tuple(state[hf].shape) != part_shape:
+                raise CheckpointError(f"{where}: tensor {hf} has shape {tuple(state[hf].shape)}, "
+                                      f"expected {part_shape}")
+    with torch.no_grad():
+        for ours in to_load:
+            params[ours].copy_(torch.cat([state[hf] for hf in mapping[ours]]))
+
+
+def _first_few(names: list[str], n: int = 5) -> str:
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
+def load_pretrained_encoder(model: Classifier, model_dir: str | Path) -> None:
+    """Load a HF BERT checkpoint's encoder (and pooler when present) into the model; the
+    classification head stays as initialised."""
+    load_state(model, read_state_dict(model_dir), str(model_dir), with_head=False)
+
+
+def save_model(out_dir: str | Path, model: Classifier, tokenizer: Tokenizer, cfg: ModelConfig,
+               labels: list[str], max_len: int | None = None) -> Path:
+    """Write a directory that transformers' BertForSequenceClassification and BertTokenizerFast
+    load unchanged. max_len (the fine-tune max_len) becomes the tokenizer's model_max_length.
+    Written to a temporary sibling and renamed into place, so out_dir is never half-written."""
+    out_dir = Path(out_dir)
+    if len(labels) != model.n_labels or len(set(labels)) != len(labels):
+        raise ValueError(f"labels must be {model.n_labels} distinct names, got {labels!r}")
+    mapping = hf_names(model)
+    tensors = {}
+    for ours, param in model.state_dict().items():
+        hf_list = mapping[ours]
+        prefix = "" if ours.startswith("head.") else ENCODER_PREFIX
+        for hf, part in zip(hf_list, param.detach().float().cpu().chunk(len(hf_list))):
+            tensors[prefix + hf] = part.contiguous()
+    config = {"architectures": ["BertForSequenceClassification"], **cfg.to_hf_dict(),
+              "id2label": {str(i): label for i, label in enumerate(labels)},
+              "label2id": {label: i for i, label in enumerate(labels)},
+              "problem_type": "single_label_classification", "classifier_dropout": None,
+              "torch_dtype": "float32"}
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        save_file(tensors, tmp / "model.safetensors", metadata={"format": "pt"})
+        (tmp / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        tokenizer.save(tmp, max_len=max_len)
+        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
+        if out_dir.exists():
+            old = out_dir.with_name(tmp.name + ".old")
+            out_dir.rename(old)
+            tmp.rename(out_dir)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load a fine-tuned classifier directory (ours, or any HF BertForSequenceClassification dir)."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise CheckpointError(f"model directory not found: {model_dir}")
+    try:
+        cfg = ModelConfig.from_json(model_dir / "config.json")
+        tokenizer = Tokenizer.from_dir(model_dir)
+        hf_config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    except (ConfigError, VocabError) as e:
+        raise CheckpointError(f"{model_dir}: {e}") from e
+    labels = read_labels(hf_config, str(model_dir))
+    if len(tokenizer.vocab) > cfg.vocab_size:
+        raise CheckpointError(f"{model_dir}: vocab.txt has {len(tokenizer.vocab)} tokens but the model "
+                              f"only {cfg.vocab_size} embeddings")
+    model = Classifier(cfg, len(labels))
+    load_state(model, read_state_dict(model_dir), str(model_dir), with_head=True)
+    model.to(device).eval()
+    max_len = tokenizer.model_max_length
+    if max_len is None or not 3 <= max_len <= cfg.max_len:
+        max_len = cfg.max_len
+    return LoadedModel(model=model, tokenizer=tokenizer, cfg=cfg, labels=labels, max_len=max_len)
+
+
+def read_labels(hf_config: dict, where: str) -> list[str]:
+    """Label names in class-id order from config.json's id2label."""
+    id2label = hf_config.get("id2label")
+    if not isinstance(id2label, dict) or not id2label:
+        raise CheckpointError(f"{where}: config.json has no id2label (not a sequence classifier?)")
+    try:
+        by_id = {int(i): str(label) for i, label in id2label.items()}
+    except ValueError:
+        raise CheckpointError(f"{where}: config.json id2label keys must be integers") from None
+    if sorted(by_id) != list(range(len(by_id))):
+        raise CheckpointError(f"{where}: config.json id2label ids must be 0..{len(by_id) - 1}")
+    return [by_id[i] for i in range(len(by_id))]

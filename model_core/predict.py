@@ -1,0 +1,55 @@
+"""Inference on a saved classifier: tokenize, run the model under inference_mode, softmax.
+No batching policy here: the caller decides which inputs go together."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from model_core.checkpoint import LoadedModel, load_model
+
+QUANTIZE_MODES = ("int8",)
+
+
+class Predictor:
+    def __init__(self, loaded: LoadedModel, device: str | torch.device = "cpu"):
+        self.model = loaded.model
+        self.tokenizer = loaded.tokenizer
+        self.labels = loaded.labels
+        self.max_len = loaded.max_len
+        self.device = torch.device(device)
+
+    @classmethod
+    def load(cls, model_dir: str | Path, device: str = "cpu", quantize: str | None = None) -> Predictor:
+        """quantize="int8": dynamic int8 quantization of every nn.Linear (CPU only)."""
+        if quantize is not None and quantize not in QUANTIZE_MODES:
+            raise ValueError(f"quantize must be one of {QUANTIZE_MODES} or None, got {quantize!r}")
+        if quantize is not None and torch.device(device).type != "cpu":
+            raise ValueError("int8 dynamic quantization runs on CPU only")
+        loaded = load_model(model_dir, device=device)
+        if quantize == "int8":
+            loaded.model = torch.ao.quantization.quantize_dynamic(loaded.model, {nn.Linear}, dtype=torch.qint8)
+        return cls(loaded, device)
+
+    def lengths(self, pairs: list[tuple[str, str | None]]) -> list[int]:
+        """Token count of each input after truncation ([CLS]/[SEP] included), to group by length."""
+        texts, text_pairs = self._split(pairs)
+        return self.tokenizer.lengths(texts, text_pairs, self.max_len)
+
+    def predict_proba(self, pairs: list[tuple[str, str | None]]) -> torch.Tensor:
+        """(N, n_labels) float32 class probabilities, in input order; texts over max_len are truncated."""
+        if not pairs:
+            return torch.empty(0, len(self.labels))
+        texts, text_pairs = self._split(pairs)
+        batch = self.tokenizer.encode(texts, text_pairs, self.max_len)
+        with torch.inference_mode():
+            logits = self.model(batch.input_ids.to(self.device), batch.segment_ids.to(self.device),
+                                batch.input_mask.to(self.device))  # (N, L)
+            return logits.float().softmax(dim=-1).cpu()
+
+    @staticmethod
+    def _split(pairs: list[tuple[str, str | None]]) -> tuple[list[str], list[str | None] | None]:
+        texts = [text for text, _ in pairs]
+        text_pairs = [pair for _, pair in pairs]
+        return texts, (text_pairs if any(p is not None for p in text_pairs) else None)
