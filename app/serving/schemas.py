@@ -1,0 +1,63 @@
+"""Request and response bodies of /models and /predict, field for field as in CONTRACT.md."""
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+
+MAX_PREDICT_INPUTS = 256
+
+
+class ModelOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True, protected_namespaces=())
+
+    id: str
+    job_id: str | None
+    base_model: str
+    labels: list[str] = Field(description="Label names in class-id order.")
+    metrics: dict
+    created_at: datetime
+    size_bytes: int = Field(description="Size of the model directory in bytes.")
+    deployed: bool
+
+
+class ModelList(BaseModel):
+    items: list[ModelOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class TextPairInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: StrictStr
+    text_pair: StrictStr | None = None
+
+
+PredictInput = StrictStr | TextPairInput
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    model: StrictStr | None = Field(None, description="A model id; null: the deployed model.")
+    inputs: PredictInput | Annotated[list[PredictInput], Field(min_length=1, max_length=MAX_PREDICT_INPUTS)] = Field(
+        description=f"One input or a list of 1 to {MAX_PREDICT_INPUTS}. An input is a string or "
+        '{"text", "text_pair"}; an empty string is valid; texts longer than the model\'s max_len are truncated.'
+    )
+    return_all_scores: StrictBool = Field(False, description="Add every label's probability as `scores`.")
+
+    def pairs(self) -> list[tuple[str, str | None]]:
+        inputs = self.inputs if isinstance(self.inputs, list) else [self.inputs]
+        return [(item, None) if isinstance(item, str) else (item.text, item.text_pair) for item in inputs]
+
+
+class LabelScore(BaseModel):
+    label: str
+    score: float
+    scores: dict[str, float] | None = Field(None, description="Every label's probability (return_all_scores).")
+
+
+class PredictResponse(BaseModel):
+    model: str = Field(description="Id of the model that answered.")
+    predictions: list[LabelScore] = Field(description="One per input, in input order.")
