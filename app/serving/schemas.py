@@ -20,13 +20,6 @@ class ModelOut(BaseModel):
     deployed: bool
 
 
-class ModelList(BaseModel):
-    items: list[ModelOut]
-    total: int
-    limit: int
-    offset: int
-
-
 class TextPairInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -1,0 +1,45 @@
+"""POST /predict: the HTTP face of the PredictionService (validation and error codes; batching lives below)."""
+from fastapi import APIRouter, Depends, HTTPException, status
+
+from app.api.routes.models import ServiceDep
+from app.auth import require_predict
+from app.serving.batcher import QueueFull
+from app.serving.schemas import MAX_PREDICT_INPUTS, LabelScore, PredictRequest, PredictResponse
+from app.serving.service import ModelNotFound, NoModelDeployed
+
+router = APIRouter(tags=["predict"], dependencies=[Depends(require_predict)])
+
+
+@router.post(
+    "/predict",
+    response_model=PredictResponse,
+    response_model_exclude_none=True,
+    responses={
+        404: {"description": "Unknown model."},
+        409: {"description": "No model is deployed and none was named."},
+        422: {"description": f"Empty inputs, more than {MAX_PREDICT_INPUTS}, a non-string input or an unknown field."},
+        503: {"description": "The prediction queue is full; retry after the Retry-After header's seconds."},
+    },
+)
+async def predict(body: PredictRequest, service: ServiceDep) -> PredictResponse:
+    """Label and probability for each input, in input order. Concurrent requests are batched together."""
+    try:
+        prediction = await service.predict(body.model, body.pairs())
+    except ModelNotFound as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from error
+    except NoModelDeployed as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from error
+    except QueueFull as error:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, str(error), headers={"Retry-After": str(error.retry_after_s)}
+        ) from error
+    scores, best = prediction.probs.max(dim=1)
+    predictions = [
+        LabelScore(
+            label=prediction.labels[index],
+            score=score,
+            scores=dict(zip(prediction.labels, row.tolist())) if body.return_all_scores else None,
+        )
+        for score, index, row in zip(scores.tolist(), best.tolist(), prediction.probs)
+    ]
+    return PredictResponse(model=prediction.model_id, predictions=predictions)

@@ -1,0 +1,119 @@
+"""PredictionService: which model answers a /predict request, and the batcher that runs it.
+
+The model is the one named in the request, or the deployed one according to the store (re-read at most every
+DEPLOYED_REFRESH_S, so a model the worker deploys is served without a restart). Deploying loads the new model
+completely before it is flipped in the store and here: a request resolves its model once, at its start, and
+finishes on it, so during a switch requests see the old or the new model, never a half-loaded one.
+Store access happens in worker threads; inference on the batcher's thread; the event loop only coordinates.
+"""
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import torch
+from sqlalchemy.orm import Session
+
+from app.db import store
+from app.db.models import ModelRecord
+from app.serving.batcher import Batcher, TextPair
+from app.serving.model_cache import ModelCache
+from app.settings import Settings
+from model_core.predict import Predictor
+
+DEPLOYED_REFRESH_S = 1.0
+QUANTIZE_CHOICES = (None, "int8")
+Result = TypeVar("Result")
+
+
+class ModelNotFound(LookupError):
+    pass
+
+
+class NoModelDeployed(LookupError):
+    pass
+
+
+@dataclass
+class Prediction:
+    model_id: str
+    labels: list[str]
+    probs: torch.Tensor  # (N, n_labels), rows in input order
+
+
+class PredictionService:
+    def __init__(self, settings: Settings, session_factory: Callable[[], Session]):
+        if settings.predict_quantize not in QUANTIZE_CHOICES:
+            raise ValueError(f"PREDICT_QUANTIZE must be unset or int8, got {settings.predict_quantize!r}")
+        self.settings = settings
+        self._session_factory = session_factory
+        self.batcher = Batcher(settings.max_batch_tokens, settings.max_batch_wait_ms / 1000, settings.max_queue_inputs)
+        self.models: ModelCache[Predictor] = ModelCache(settings.model_cache_size, self._load)
+        self._deployed: tuple[str, Path] | None = None  # (id, directory) as last read from the store
+        self._deployed_read_at = float("-inf")
+
+    async def start(self) -> None:
+        torch.set_num_threads(self.settings.torch_threads or os.cpu_count() or 1)
+        await self.batcher.start()
+
+    async def stop(self) -> None:
+        await self.batcher.stop()
+
+    def _load(self, model_dir: Path) -> Predictor:
+        return Predictor.load(model_dir, quantize=self.settings.predict_quantize)
+
+    async def _in_store(self, query: Callable[[Session], Result]) -> Result:
+        def run() -> Result:
+            with self._session_factory() as session:
+                return query(session)
+
+        return await asyncio.to_thread(run)
+
+    async def _record(self, model_id: str) -> ModelRecord:
+        record = await self._in_store(lambda session: session.get(ModelRecord, model_id))
+        if record is None:
+            raise ModelNotFound(f"model {model_id} not found")
+        return record
+
+    async def _deployed_model(self) -> tuple[str, Path]:
+        if time.monotonic() - self._deployed_read_at > DEPLOYED_REFRESH_S:
+            read_at = time.monotonic()
+            record = await self._in_store(store.deployed_model)
+            if read_at > self._deployed_read_at:  # a deploy here may have flipped it meanwhile
+                self._deployed = (record.id, Path(record.path)) if record is not None else None
+                self._deployed_read_at = read_at
+        if self._deployed is None:
+            raise NoModelDeployed("no model is deployed: deploy one with POST /models/{id}/deploy")
+        return self._deployed
+
+    async def _model(self, model_id: str | None) -> tuple[str, Predictor]:
+        if model_id is None:
+            model_id, model_dir = await self._deployed_model()
+        elif (predictor := self.models.cached(model_id)) is not None:
+            return model_id, predictor
+        else:
+            model_dir = Path((await self._record(model_id)).path)
+        return model_id, await self.models.get(model_id, model_dir)
+
+    async def predict(self, model_id: str | None, pairs: list[TextPair]) -> Prediction:
+        """Raises ModelNotFound, NoModelDeployed or batcher.QueueFull."""
+        model_id, predictor = await self._model(model_id)
+        probs = await self.batcher.predict(predictor, pairs)
+        return Prediction(model_id, predictor.labels, probs)
+
+    async def deploy(self, model_id: str) -> ModelRecord:
+        """Loads the model fully, then makes it the deployed one in the store and for this process."""
+        model_dir = Path((await self._record(model_id)).path)
+        await self.models.get(model_id, model_dir)
+        record = await self._in_store(lambda session: store.deploy_model(session, model_id))
+        self._deployed, self._deployed_read_at = (model_id, model_dir), time.monotonic()
+        return record
+
+    def forget(self, model_id: str) -> None:
+        """After a model is deleted: drop it from the cache."""
+        self.models.evict(model_id)
+        if self._deployed is not None and self._deployed[0] == model_id:
+            self._deployed, self._deployed_read_at = None, float("-inf")

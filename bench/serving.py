@@ -1,0 +1,209 @@
+"""Serving benchmark: /predict over HTTP under 32 concurrent clients vs the in-process ceiling and vs a naive
+transformers pipeline server; batch-1 latency; int8 vs fp32 speed and SST-2 dev accuracy.
+
+`python -m bench.serving [--quick]` or through `bench.run`. Each server is a real uvicorn process on a free port;
+the clients (httpx, in this process) share the machine's cores with it, as a co-located load balancer would.
+"""
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import torch
+
+from app.db.session import make_session_factory
+from model_core.data import read_table
+from model_core.predict import Predictor
+from tests.serving.models import make_minilm_classifier, register_model_dir
+
+REPO = Path(__file__).resolve().parents[1]
+SST2 = REPO.parent / "shared" / "data" / "sst2"
+CLIENTS = 32
+RAW_BATCH = 32
+SECTION = "serving"
+
+
+def _row(metric: str, value: float, unit: str, note: str = "") -> dict:
+    return {"section": SECTION, "metric": metric, "value": round(value, 4), "unit": unit, "note": note}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def _uvicorn(app: str, env: dict[str, str], ready_path: str):
+    """A uvicorn server process for `app` (a factory); yields its base URL once `ready_path` answers."""
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1", "--port", str(port),
+         "--log-level", "warning", "--no-access-log"],
+        cwd=REPO, env={**os.environ, **env},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{app} did not start (exit code {process.returncode})")
+            try:
+                if httpx.get(url + ready_path, timeout=1).status_code < 500:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+async def _closed_loop(url: str, sentences: list[str], clients: int) -> tuple[float, list[float]]:
+    """`clients` concurrent clients each sending one sentence per request until all are sent.
+    Returns (sentences/s, per-request latencies in seconds)."""
+    pending = iter(sentences)
+    latencies: list[float] = []
+
+    async def client(http: httpx.AsyncClient) -> None:
+        for sentence in pending:
+            started = time.perf_counter()
+            response = await http.post(url + "/predict", json={"inputs": [sentence]})
+            response.raise_for_status()
+            latencies.append(time.perf_counter() - started)
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(limits=limits, timeout=120) as http:
+        await http.post(url + "/predict", json={"inputs": ["warm up"]})
+        started = time.perf_counter()
+        await asyncio.gather(*(client(http) for _ in range(clients)))
+        return len(sentences) / (time.perf_counter() - started), latencies
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def _raw_sentences_per_s(predictor: Predictor, sentences: list[str]) -> float:
+    """The ceiling: length-sorted batches of RAW_BATCH straight into the model, no HTTP, no queue."""
+    pairs = [(sentence, None) for sentence in sentences]
+    order = sorted(range(len(pairs)), key=predictor.lengths(pairs).__getitem__)
+    batches = [[pairs[i] for i in order[start:start + RAW_BATCH]] for start in range(0, len(order), RAW_BATCH)]
+    predictor.predict_proba(batches[0])  # warm up
+    return len(pairs) / _timed(lambda: [predictor.predict_proba(batch) for batch in batches])
+
+
+def _accuracy(predictor: Predictor, sentences: list[str], labels: list[str]) -> float:
+    probs = torch.cat([predictor.predict_proba([(s, None) for s in sentences[i:i + RAW_BATCH]])
+                       for i in range(0, len(sentences), RAW_BATCH)])
+    predicted = [predictor.labels[i] for i in probs.argmax(dim=1).tolist()]
+    return sum(p == t for p, t in zip(predicted, labels)) / len(labels)
+
+
+def _bench_model(out_dir: Path, quick: bool) -> tuple[Path, str]:
+    """MiniLM fine-tuned for one short epoch on an SST-2 train subset, or (no trainer yet) a fresh head."""
+    try:
+        from model_core.train import finetune
+        from model_core.config import TrainConfig
+    except ImportError:
+        return make_minilm_classifier(out_dir, seed=0, labels=["0", "1"]), "untrained head (model_core.train missing): accuracy ~chance"
+    n_train = 256 if quick else 2000
+    train = read_table(SST2 / "train.tsv").examples[:n_train]
+    config = TrainConfig(epochs=1, batch_size=32, max_len=64, lr=1e-4)
+    result = finetune(train, None, "minilm-l6", out_dir.parent / "train", config)
+    shutil.move(result.model_dir, out_dir)
+    return out_dir, f"MiniLM fine-tuned 1 epoch on {n_train} SST-2 train sentences"
+
+
+def naive_app():
+    """The naive way: a transformers pipeline behind FastAPI, one request at a time (the handler blocks)."""
+    from fastapi import FastAPI
+    from transformers import pipeline
+
+    classify = pipeline("text-classification", model=os.environ["NAIVE_MODEL_DIR"], device="cpu")
+    app = FastAPI()
+
+    @app.post("/predict")
+    async def predict(body: dict) -> dict:
+        return {"predictions": classify(body["inputs"], truncation=True)}
+
+    return app
+
+
+def run(quick: bool) -> list[dict]:
+    dev = read_table(SST2 / "dev.tsv").examples
+    sentences = [example.text for example in dev][: 160 if quick else None]
+    latency_requests = 50 if quick else 300
+    work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    try:
+        return _run(work, dev, sentences, latency_requests, quick)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(work: Path, dev, sentences: list[str], latency_requests: int, quick: bool) -> list[dict]:
+    torch.set_num_threads(os.cpu_count() or 1)
+    model_id = uuid.uuid4().hex
+    artifacts, database_url = work / "artifacts", f"sqlite:///{work / 'app.db'}"
+    model_dir, model_note = _bench_model(artifacts / "models" / model_id, quick)
+    env = {"DATABASE_URL": database_url, "ARTIFACT_DIR": str(artifacts), "HF_HUB_OFFLINE": "1"}
+    subprocess.run([sys.executable, "-m", "app.cli", "migrate"], cwd=REPO, env={**os.environ, **env}, check=True)
+    register_model_dir(make_session_factory(database_url), model_dir, deploy=True)
+    rows = []
+
+    fp32 = Predictor.load(model_dir)
+    ceiling = _raw_sentences_per_s(fp32, sentences)
+    rows.append(_row("raw in-process batched throughput (ceiling)", ceiling, "sentences/s",
+                     f"batches of {RAW_BATCH}, length-sorted, {len(sentences)} SST-2 dev sentences"))
+
+    with _uvicorn("app.main:create_app", env, "/health") as url:
+        served, _ = asyncio.run(_closed_loop(url, sentences, CLIENTS))
+        _, latencies = asyncio.run(_closed_loop(url, sentences[:latency_requests], clients=1))
+    rows.append(_row(f"/predict over HTTP, {CLIENTS} concurrent clients", served, "sentences/s",
+                     f"{served / ceiling:.2f}x the ceiling"))
+    rows.append(_row("/predict batch-1 latency p50", 1000 * _percentile(latencies, 0.5), "ms", "one client"))
+    rows.append(_row("/predict batch-1 latency p99", 1000 * _percentile(latencies, 0.99), "ms",
+                     f"{len(latencies)} sequential requests"))
+
+    naive_env = {"NAIVE_MODEL_DIR": str(model_dir), "HF_HUB_OFFLINE": "1"}
+    with _uvicorn("bench.serving:naive_app", naive_env, "/docs") as url:
+        naive, _ = asyncio.run(_closed_loop(url, sentences, CLIENTS))
+    rows.append(_row(f"naive pipeline server, {CLIENTS} concurrent clients", naive, "sentences/s",
+                     f"ours is {served / naive:.2f}x"))
+
+    int8 = Predictor.load(model_dir, quantize="int8")
+    int8_speed = _raw_sentences_per_s(int8, sentences)
+    texts, gold = [e.text for e in dev], [e.label for e in dev]
+    fp32_accuracy, int8_accuracy = _accuracy(fp32, texts, gold), _accuracy(int8, texts, gold)
+    rows.append(_row("int8 vs fp32 in-process speed-up", int8_speed / ceiling, "x",
+                     f"int8 {int8_speed:.1f} sentences/s"))
+    rows.append(_row("SST-2 dev accuracy fp32", fp32_accuracy, "fraction", model_note))
+    rows.append(_row("SST-2 dev accuracy change int8 - fp32", int8_accuracy - fp32_accuracy, "fraction",
+                     f"int8 {int8_accuracy:.4f}, all {len(dev)} dev sentences"))
+    return rows
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    for row in run(parser.parse_args().quick):
+        print(json.dumps(row))
