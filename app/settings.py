@@ -22,6 +22,7 @@ class Settings(BaseSettings):
         description="Celery broker, e.g. redis://127.0.0.1:6379/0. Unset: the embedded "
         "default, a local worker process fed through the SQLite store.",
     )
+    celery_queue: str = Field("training", description="Celery queue the jobs are sent to and the worker consumes.")
     artifact_dir: Path = Field(Path("data"), description="Where uploads, checkpoints and models live.")
     api_keys: str | None = Field(
         None,

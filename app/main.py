@@ -1,0 +1,86 @@
+"""The FastAPI app factory: settings -> store, queue, prediction service, routers."""
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from starlette.concurrency import run_in_threadpool
+
+from app.api.routes import base_models, datasets, jobs, models, ops, predict
+from app.auth import install_auth
+from app.db import store
+from app.db.session import make_session_factory
+from app.metrics import install_metrics, metrics_router
+from app.serving.service import PredictionService
+from app.settings import Settings, get_settings
+from worker.queue import check_broker, make_celery, send_finetune
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """Fine-tune BERT text classifiers on your labeled TSV/CSV files and serve their predictions.
+
+Upload a dataset (`POST /datasets`), queue a job (`POST /jobs`), follow it (`GET /jobs/{id}/events`),
+then `POST /predict` with the model it trained (deployed automatically when none is)."""
+
+
+def reaper_interval(settings: Settings) -> float:
+    return min(30.0, max(1.0, settings.job_lease_seconds / 2))
+
+
+def requeue_stale_jobs(app: FastAPI) -> list[str]:
+    """Jobs whose worker stopped heartbeating go back to the queue (or fail after store.MAX_ATTEMPTS)."""
+    with app.state.session_factory() as session:
+        job_ids = store.requeue_stale_jobs(session, app.state.settings.job_lease_seconds)
+    for job_id in job_ids:
+        log.warning("job %s lost its worker; queued again", job_id)
+        app.state.enqueue_job(job_id)
+    return job_ids
+
+
+async def _reap_forever(app: FastAPI) -> None:
+    while True:
+        try:
+            await run_in_threadpool(requeue_stale_jobs, app)
+        except Exception:  # the store or broker may be briefly away; try again next round
+            log.exception("requeueing stale jobs failed")
+        await asyncio.sleep(reaper_interval(app.state.settings))
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    service = PredictionService(app.state.settings, app.state.session_factory)
+    await service.start()
+    app.state.prediction_service = service
+    reaper = asyncio.create_task(_reap_forever(app))
+    try:
+        yield
+    finally:
+        reaper.cancel()
+        await service.stop()
+
+
+def _openapi(app: FastAPI) -> dict:
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        schema.setdefault("components", {}).setdefault("schemas", {}).update(jobs.OPENAPI_SCHEMAS)
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(title="BERT fine-tuning service", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url=None)
+    celery = make_celery(settings)
+    app.state.settings = settings
+    app.state.session_factory = make_session_factory(settings.database_url)
+    app.state.enqueue_job = lambda job_id: send_finetune(celery, job_id, settings.celery_queue)
+    app.state.check_queue = lambda: check_broker(celery)
+    install_auth(app, settings)
+    install_metrics(app)
+    for router in (ops.router, ops.docs_router, datasets.router, jobs.router, base_models.router, models.router,
+                   predict.router, metrics_router):
+        app.include_router(router)
+    app.openapi = lambda: _openapi(app)
+    return app

@@ -1,0 +1,164 @@
+"""Request and response bodies of the datasets, jobs and operations endpoints, field for field as in CONTRACT.md."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.db.models import Dataset, Job, MetricPoint
+
+MAX_PAGE_LIMIT = 200
+DEFAULT_PAGE_LIMIT = 50
+
+
+class StrictBody(BaseModel):
+    """A request body: an unknown field (a typo such as `learning_rte`) is a 422, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+# --- datasets ------------------------------------------------------------------------------------------------------
+
+class DatasetOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    n_rows: int
+    labels: dict[str, int] = Field(description="label -> number of rows, in first-seen order")
+    label_column: str
+    text_column: str
+    text_pair_column: str | None
+    sha256: str = Field(description="sha256 of the raw uploaded bytes")
+    created_at: datetime
+    filename: str
+    format: str = Field(description="tsv or csv")
+    size_bytes: int
+
+
+# --- jobs ----------------------------------------------------------------------------------------------------------
+
+class Hyperparameters(StrictBody):
+    epochs: int = Field(3, ge=1, le=100, description="Passes over the training set, 1..100.")
+    batch_size: int = Field(32, ge=1, le=1024, description="Examples per step, 1..1024.")
+    learning_rate: float = Field(5e-5, gt=0, le=1, description="Peak AdamW learning rate, (0, 1].")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of the steps with linear warm-up, [0, 1).")
+    weight_decay: float = Field(0.01, ge=0, le=1, description="AdamW weight decay, [0, 1].")
+    max_len: int = Field(128, ge=8, le=512, description="Tokens per example (longer is truncated), 8..512 and at most "
+                         "the base model's position limit.")
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="Seed of initialisation, data order and the held-out split.")
+    save_steps: int | None = Field(None, ge=1, description="Checkpoint every this many steps (resume point after an "
+                                   "interruption); null: the trainer's default.")
+
+
+class JobConfig(StrictBody):
+    """A job's settings; the multipart `POST /jobs` takes this as its `config` form field."""
+
+    eval_fraction: float = Field(0.1, gt=0, le=0.5, description="Stratified share of the dataset held out for "
+                                 "evaluation when no eval dataset is given, (0, 0.5].")
+    base_model: str = Field("minilm-l6", min_length=1, description="A name from GET /base-models, or a directory.")
+    name: str | None = Field(None, max_length=255)
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+
+
+class JobCreate(JobConfig):
+    dataset_id: str
+    eval_dataset_id: str | None = None
+
+
+class Progress(BaseModel):
+    step: int
+    total_steps: int | None = Field(description="Fixed when the job starts; null before.")
+    epoch: float = Field(description="Fractional epochs done.")
+    fraction: float = Field(description="step / total_steps; 1 when succeeded.")
+
+
+class JobMetrics(BaseModel):
+    train_loss: float | None = None
+    eval_loss: float | None = None
+    eval_accuracy: float | None = None
+    eval_macro_f1: float | None = None
+
+
+class JobOut(BaseModel):
+    id: str
+    name: str | None
+    status: str = Field(description="queued, running, succeeded, failed or cancelled")
+    dataset_id: str | None
+    eval_dataset_id: str | None
+    base_model: str
+    hyperparameters: Hyperparameters
+    progress: Progress
+    metrics: JobMetrics
+    model_id: str | None
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    device: str | None
+
+    @classmethod
+    def of(cls, job: Job) -> JobOut:
+        fraction = 1.0 if job.status == "succeeded" else (job.step / job.total_steps if job.total_steps else 0.0)
+        return cls(
+            id=job.id, name=job.name, status=job.status, dataset_id=job.dataset_id,
+            eval_dataset_id=job.eval_dataset_id, base_model=job.base_model,
+            hyperparameters=Hyperparameters(**job.hyperparameters),
+            progress=Progress(step=job.step, total_steps=job.total_steps, epoch=job.epoch, fraction=fraction),
+            metrics=JobMetrics(**(job.metrics or {})), model_id=job.model_id, error=job.error,
+            created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at, device=job.device,
+        )
+
+
+class TrainPoint(BaseModel):
+    step: int
+    epoch: float
+    loss: float
+    learning_rate: float | None
+    time: datetime
+
+
+class EvalPoint(BaseModel):
+    step: int
+    epoch: float
+    loss: float
+    accuracy: float | None
+    macro_f1: float | None
+
+
+def metric_point_out(point: MetricPoint) -> TrainPoint | EvalPoint:
+    if point.kind == "train":
+        return TrainPoint(step=point.step, epoch=point.epoch, loss=point.loss, learning_rate=point.learning_rate,
+                          time=point.time)
+    return EvalPoint(step=point.step, epoch=point.epoch, loss=point.loss, accuracy=point.accuracy,
+                     macro_f1=point.macro_f1)
+
+
+class JobMetricsHistory(BaseModel):
+    train: list[TrainPoint]
+    eval: list[EvalPoint]
+
+
+# --- operations ----------------------------------------------------------------------------------------------------
+
+class Health(BaseModel):
+    status: str
+
+
+class BaseModelOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    path: str
+    description: str | None = None

@@ -1,0 +1,1 @@
+"""Celery worker: the app (celery_app) and the fine-tuning task (tasks)."""

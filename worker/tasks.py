@@ -1,0 +1,30 @@
+"""Celery tasks. The worker imports this module (and so torch) in its parent process before forking children;
+nothing here touches CUDA until a child runs a job."""
+import logging
+import os
+
+from billiard import current_process
+from celery.signals import worker_process_init
+
+from app.db.session import make_session_factory
+from app.settings import get_settings
+from worker.celery_app import app
+from worker.queue import FINETUNE_TASK
+from worker.training import run_job
+
+log = logging.getLogger(__name__)
+
+
+@worker_process_init.connect
+def _one_gpu_per_child(**_) -> None:
+    """With CUDA_VISIBLE_DEVICES="0,1" and --concurrency 2, child i trains on GPU i."""
+    gpus = [gpu for gpu in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if gpu.strip()]
+    if len(gpus) > 1:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus[(current_process().index or 0) % len(gpus)]
+
+
+@app.task(name=FINETUNE_TASK, acks_late=True, reject_on_worker_lost=True)
+def finetune(job_id: str) -> None:
+    """Runs (or resumes) the fine-tuning job `job_id`; a delivery for a job running elsewhere is dropped."""
+    settings = get_settings()
+    run_job(job_id, settings, make_session_factory(settings.database_url))

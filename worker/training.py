@@ -1,0 +1,218 @@
+"""One delivery of a fine-tuning job: take the lease, train with model_core, record progress, register the model.
+
+Progress and metric points are written in batches: a train point (the mean loss since the last one) every
+TRAIN_POINT_EVERY steps and at every epoch end, an eval point after every evaluation, and the job's progress at
+most every PROGRESS_FLUSH_S seconds in between. A heartbeat thread renews the lease and picks up cancel requests.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import delete, update
+from sqlalchemy.orm import Session
+
+from app.db import store
+from app.db.models import Dataset, Job, MetricPoint, new_id, utcnow
+from app.settings import Settings
+from model_core.base_models import resolve_base_model
+from model_core.config import TrainConfig
+from model_core.data import read_table, stratified_split
+from model_core.train import EvalInfo, StepInfo, TrainingStopped, TrainResult, finetune
+
+log = logging.getLogger(__name__)
+
+TRAIN_POINT_EVERY = 10
+PROGRESS_FLUSH_S = 2.0
+MAX_ERROR_CHARS = 2000
+SessionFactory = Callable[[], Session]
+
+
+class Heartbeat(threading.Thread):
+    """Renews the job's lease every `interval` seconds; notices cancel requests and a lost lease."""
+
+    def __init__(self, session_factory: SessionFactory, job_id: str, worker_id: str, interval: float):
+        super().__init__(name=f"heartbeat-{job_id}", daemon=True)
+        self.session_factory, self.job_id, self.worker_id, self.interval = session_factory, job_id, worker_id, interval
+        self.cancel_requested = threading.Event()
+        self.lease_lost = threading.Event()
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopped.wait(self.interval):
+            try:
+                with self.session_factory() as session:
+                    held, cancel_requested = store.heartbeat(session, self.job_id, self.worker_id)
+            except Exception:  # a store hiccup: try again next beat; the lease tolerates a few
+                log.exception("heartbeat of job %s failed", self.job_id)
+                continue
+            if cancel_requested:
+                self.cancel_requested.set()
+            if not held:
+                self.lease_lost.set()
+                return
+
+    def should_stop(self) -> bool:
+        return self.cancel_requested.is_set() or self.lease_lost.is_set()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.join()
+
+
+class ProgressRecorder:
+    """model_core callbacks -> batched writes of the job's progress and its metric points."""
+
+    def __init__(self, session_factory: SessionFactory, job_id: str, worker_id: str):
+        self.session_factory, self.job_id, self.worker_id = session_factory, job_id, worker_id
+        self.points: list[MetricPoint] = []
+        self.losses: list[float] = []
+        self.step, self.epoch = 0, 0.0
+        self.metrics: dict[str, float] = {}
+        self.started = False
+        self.superseded_from: int | None = None  # first step of this delivery: older points from there on go
+        self.last_flush = time.monotonic()
+
+    def _job_update(self, **values):
+        return update(Job).where(Job.id == self.job_id, Job.worker_id == self.worker_id).values(**values)
+
+    def on_start(self, total_steps: int, device: str) -> None:
+        with self.session_factory() as session:
+            session.execute(self._job_update(total_steps=total_steps, device=device))
+            session.commit()
+
+    def on_step(self, info: StepInfo) -> None:
+        if not self.started:
+            self.started, self.superseded_from = True, info.step
+        epoch_ended = math.floor(info.epoch + 1e-9) > math.floor(self.epoch + 1e-9) or info.step == info.total_steps
+        self.losses.append(info.loss)
+        self.step, self.epoch = info.step, info.epoch
+        if epoch_ended or len(self.losses) >= TRAIN_POINT_EVERY:
+            mean_loss = sum(self.losses) / len(self.losses)
+            self.points.append(MetricPoint(job_id=self.job_id, kind="train", step=info.step, epoch=info.epoch,
+                                           loss=mean_loss, learning_rate=info.learning_rate, time=utcnow()))
+            self.metrics["train_loss"] = mean_loss
+            self.losses = []
+            self.flush()
+        elif time.monotonic() - self.last_flush >= PROGRESS_FLUSH_S:
+            self.flush()
+
+    def on_eval(self, info: EvalInfo) -> None:
+        self.points.append(MetricPoint(job_id=self.job_id, kind="eval", step=info.step, epoch=info.epoch,
+                                       loss=info.loss, accuracy=info.accuracy, macro_f1=info.macro_f1, time=utcnow()))
+        self.metrics.update(eval_loss=info.loss, eval_accuracy=info.accuracy, eval_macro_f1=info.macro_f1)
+        self.flush()
+
+    def flush(self) -> None:
+        """One transaction: the pending points and the job's progress."""
+        with self.session_factory() as session:
+            if self.superseded_from is not None:
+                session.execute(delete(MetricPoint).where(MetricPoint.job_id == self.job_id,
+                                                          MetricPoint.step >= self.superseded_from))
+                self.superseded_from = None
+            job = session.get(Job, self.job_id)
+            session.add_all(self.points)
+            session.execute(self._job_update(step=self.step, epoch=self.epoch, metrics={**job.metrics, **self.metrics}))
+            session.commit()
+        self.points = []
+        self.last_flush = time.monotonic()
+
+
+def _train_config(hyperparameters: dict) -> TrainConfig:
+    return TrainConfig(seed=hyperparameters["seed"], batch_size=hyperparameters["batch_size"],
+                       lr=hyperparameters["learning_rate"], epochs=hyperparameters["epochs"],
+                       warmup=hyperparameters["warmup_ratio"], weight_decay=hyperparameters["weight_decay"],
+                       max_len=hyperparameters["max_len"], save_steps=hyperparameters.get("save_steps"))
+
+
+def _read(dataset: Dataset):
+    return read_table(Path(dataset.path), label_column=dataset.label_column, text_column=dataset.text_column,
+                      text_pair_column=dataset.text_pair_column)
+
+
+def _train(job: Job, train_set: Dataset, eval_set: Dataset | None, settings: Settings, recorder: ProgressRecorder,
+           heartbeat: Heartbeat) -> TrainResult:
+    table = _read(train_set)
+    cfg = _train_config(job.hyperparameters)
+    if eval_set is not None:
+        train_examples, eval_examples = table.examples, _read(eval_set).examples
+    else:
+        train_examples, eval_examples = stratified_split(table.examples, job.eval_fraction, cfg.seed)
+    return finetune(
+        train_examples, eval_examples, resolve_base_model(job.base_model), settings.artifact_dir / "jobs" / job.id,
+        cfg, labels=list(table.labels), device=settings.device, resume=True, on_step=recorder.on_step,
+        on_eval=recorder.on_eval, on_start=recorder.on_start, should_stop=heartbeat.should_stop,
+    )
+
+
+def _finish(session_factory: SessionFactory, job_id: str, worker_id: str, **values) -> bool:
+    """Ends the job if this worker still holds it; False when another worker took it over."""
+    with session_factory() as session:
+        ended = session.execute(update(Job).where(Job.id == job_id, Job.worker_id == worker_id).values(
+            finished_at=utcnow(), worker_id=None, **values)).rowcount
+        session.commit()
+    return bool(ended)
+
+
+def _register(session_factory: SessionFactory, job_id: str, worker_id: str, result: TrainResult,
+              metrics: dict, settings: Settings) -> None:
+    """Moves the model to ARTIFACT_DIR/models/<id>/, records it, deploys it when none is, and ends the job."""
+    model_dir = settings.artifact_dir / "models" / new_id()
+    model_dir.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(result.model_dir, model_dir)
+    with session_factory() as session:
+        job = session.get(Job, job_id)
+        if job.worker_id != worker_id:
+            shutil.rmtree(model_dir, ignore_errors=True)
+            return
+        job.status, job.step, job.total_steps = "succeeded", result.total_steps, result.total_steps
+        job.epoch, job.metrics, job.device = float(job.hyperparameters["epochs"]), metrics, result.device
+        job.finished_at, job.worker_id = utcnow(), None
+        record = store.register_model(session, job, model_dir)
+        job.model_id = record.id
+        session.commit()
+        if store.deployed_model(session) is None:
+            store.deploy_model(session, record.id)
+    shutil.rmtree(settings.artifact_dir / "jobs" / job_id / "checkpoints", ignore_errors=True)
+
+
+def _final_metrics(result: TrainResult) -> dict:
+    metrics = {"train_loss": result.train_loss}
+    if result.eval is not None:
+        metrics.update(eval_loss=result.eval.loss, eval_accuracy=result.eval.accuracy,
+                       eval_macro_f1=result.eval.macro_f1)
+    return metrics
+
+
+def run_job(job_id: str, settings: Settings, session_factory: SessionFactory) -> None:
+    worker_id = store.this_worker_id()
+    with session_factory() as session:
+        job = store.try_acquire_lease(session, job_id, worker_id, settings.job_lease_seconds)
+        if job is None:
+            log.info("job %s: not taken (unknown, finished, cancelled or running elsewhere)", job_id)
+            return
+        train_set = session.get(Dataset, job.dataset_id) if job.dataset_id else None
+        eval_set = session.get(Dataset, job.eval_dataset_id) if job.eval_dataset_id else None
+    log.info("job %s: attempt %d on %s", job_id, job.attempts, worker_id)
+    heartbeat = Heartbeat(session_factory, job_id, worker_id, interval=min(1.0, settings.job_lease_seconds / 4))
+    heartbeat.start()
+    recorder = ProgressRecorder(session_factory, job_id, worker_id)
+    try:
+        if train_set is None:
+            raise ValueError("the job's dataset was deleted")
+        result = _train(job, train_set, eval_set, settings, recorder, heartbeat)
+        _register(session_factory, job_id, worker_id, result, _final_metrics(result), settings)
+    except TrainingStopped:
+        if not heartbeat.lease_lost.is_set():
+            _finish(session_factory, job_id, worker_id, status="cancelled")
+    except Exception as error:
+        log.exception("job %s failed", job_id)
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        _finish(session_factory, job_id, worker_id, status="failed", error=message[:MAX_ERROR_CHARS])
+    finally:
+        heartbeat.stop()
