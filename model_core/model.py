@@ -41,14 +41,18 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(cfg.dim, cfg.dim)
         self.p_drop_attn = cfg.p_drop_attn
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor, cls_only: bool = False) -> torch.Tensor:
         B, T, D = x.shape
-        hs = D // self.n_heads
-        # (B, T, 3, nh, hs) -> (3, B, nh, T, hs): one permute for q, k and v together
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, hs).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(  # (B, nh, T, hs)
+        nh, hs = self.n_heads, D // self.n_heads
+        if cls_only:  # the [CLS] query alone (last block): keys and values still from every token
+            w, b = self.qkv.weight, self.qkv.bias
+            q = F.linear(x[:, :1], w[:D], b[:D]).view(B, 1, nh, hs).transpose(1, 2)  # (B, nh, 1, hs)
+            k, v = F.linear(x, w[D:], b[D:]).view(B, T, 2, nh, hs).permute(2, 0, 3, 1, 4)  # (B, nh, T, hs)
+        else:  # (B, T, 3, nh, hs) -> (3, B, nh, T, hs): one permute for q, k and v together
+            q, k, v = self.qkv(x).view(B, T, 3, nh, hs).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(  # (B, nh, Tq, hs), Tq = 1 or T
             q, k, v, attn_mask=attn_mask, dropout_p=self.p_drop_attn if self.training else 0.0)
-        y = y.transpose(1, 2).reshape(B, T, D)  # (B, T, D)
+        y = y.transpose(1, 2).reshape(B, q.size(2), D)  # (B, Tq, D)
         return self.proj(y)
 
 
@@ -64,10 +68,14 @@ class Block(nn.Module):
         self.ff_norm = nn.LayerNorm(cfg.dim, eps=cfg.layer_norm_eps)
         self.drop = nn.Dropout(cfg.p_drop_hidden)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
-        x = self.attn_norm(x + self.drop(self.attn(x, attn_mask)))  # (B, T, D)
-        h = F.gelu(self.ff_in(x))  # (B, T, F), exact erf GELU as BERT's "gelu"
-        return self.ff_norm(x + self.drop(self.ff_out(h)))  # (B, T, D)
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor, cls_only: bool = False) -> torch.Tensor:
+        """cls_only: compute the output at the [CLS] position only, (B, 1, D)."""
+        attended = self.attn(x, attn_mask, cls_only)  # (B, Tq, D)
+        if cls_only:
+            x = x[:, :1]
+        x = self.attn_norm(x + self.drop(attended))  # (B, Tq, D)
+        h = F.gelu(self.ff_in(x))  # (B, Tq, F), exact erf GELU as BERT's "gelu"
+        return self.ff_norm(x + self.drop(self.ff_out(h)))  # (B, Tq, D)
 
 
 class Classifier(nn.Module):
@@ -91,8 +99,10 @@ class Classifier(nn.Module):
         # boolean mask, True = may attend; (B, 1, 1, T) broadcasts over heads and query positions
         attn_mask = input_mask.bool()[:, None, None, :]
         x = self.embed(input_ids, segment_ids)  # (B, T, D)
-        for block in self.blocks:
-            x = block(x, attn_mask)
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            # only [CLS] is read from the last block: skip its other positions (exact, ~14% fewer FLOPs)
+            x = block(x, attn_mask, cls_only=i == last)  # (B, T, D); (B, 1, D) after the last block
         pooled = torch.tanh(self.pooler(x[:, 0]))  # (B, D), the [CLS] position
         return self.head(self.drop(pooled))  # (B, L)
 

@@ -1,0 +1,63 @@
+import torch
+
+from model_core.config import ModelConfig
+from model_core.model import Classifier
+
+from .conftest import FINETUNE_MAX_LEN, PAIRS, TEXTS
+
+
+def test_logits_equal_transformers_on_a_padded_batch_of_singles_and_pairs(
+        minilm_classifier, minilm_tokenizer, hf_logits):
+    batch = minilm_tokenizer.encode(TEXTS, PAIRS, FINETUNE_MAX_LEN)
+    assert batch.input_mask.sum(1).tolist() != [batch.input_ids.size(1)] * len(TEXTS)  # some rows are padded
+    with torch.no_grad():
+        logits = minilm_classifier(batch.input_ids, batch.segment_ids, batch.input_mask)
+    assert logits.shape == (len(TEXTS), 3)
+    assert torch.allclose(logits, hf_logits, atol=1e-4), (logits - hf_logits).abs().max()
+
+
+def test_logits_equal_transformers_in_a_large_padded_batch(minilm_classifier, minilm_tokenizer,
+                                                           hf_classifier, hf_tokenizer):
+    texts = [f"sentence number {i} " * (i % 7 + 1) for i in range(33)]
+    ours = minilm_tokenizer.encode(texts, None, FINETUNE_MAX_LEN)
+    theirs = hf_tokenizer(texts, padding=True, truncation=True, max_length=FINETUNE_MAX_LEN, return_tensors="pt")
+    with torch.no_grad():
+        logits = minilm_classifier(ours.input_ids, ours.segment_ids, ours.input_mask)
+        expected = hf_classifier(**theirs).logits
+    assert torch.allclose(logits, expected, atol=1e-4)
+
+
+def tiny_classifier(n_labels=4) -> Classifier:
+    torch.manual_seed(1)
+    cfg = ModelConfig(dim=32, dim_ff=64, n_layers=2, n_heads=4, p_drop_attn=0.1, p_drop_hidden=0.1,
+                      max_len=16, n_segments=2, vocab_size=50)
+    return Classifier(cfg, n_labels)
+
+
+def test_padding_does_not_change_the_logits_of_an_input():
+    model = tiny_classifier().eval()
+    ids = torch.tensor([[2, 7, 9, 3, 0, 0, 0], [2, 5, 6, 8, 4, 1, 3]])
+    mask = (ids != 0).long()
+    segments = torch.zeros_like(ids)
+    with torch.no_grad():
+        padded = model(ids, segments, mask)[0]
+        alone = model(ids[:1, :4], segments[:1, :4], mask[:1, :4])[0]
+    assert torch.allclose(padded, alone, atol=1e-6)
+
+
+def test_dropout_is_active_in_training_only():
+    model = tiny_classifier()
+    ids = torch.randint(1, 50, (3, 10))
+    segments, mask = torch.zeros_like(ids), torch.ones_like(ids)
+    model.train()
+    assert not torch.equal(model(ids, segments, mask), model(ids, segments, mask))
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(ids, segments, mask), model(ids, segments, mask))
+
+
+def test_fresh_weights_follow_bert_initialisation():
+    model = tiny_classifier()
+    assert model.head.bias.abs().sum() == 0
+    assert 0.01 < model.embed.tok_embed.weight.std().item() < 0.03
+    assert torch.equal(model.blocks[0].ff_norm.weight, torch.ones(32))
