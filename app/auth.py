@@ -15,7 +15,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 from app.settings import Settings
 
@@ -91,19 +90,17 @@ _ROLE_CHECKS = (require_admin, require_predict)
 
 
 async def _auth_failure(request: Request) -> HTTPException | None:
-    """The 401/403 the matched route's auth dependency would raise, or None (allowed, or no such route)."""
-    for route in request.app.router.routes:
-        if isinstance(route, APIRoute) and route.matches(request.scope)[0] == Match.FULL:
-            pending = list(route.dependant.dependencies)
-            while pending:
-                dependency = pending.pop()
-                if dependency.call in _ROLE_CHECKS:
-                    try:
-                        dependency.call(request, await _bearer(request))
-                    except HTTPException as failure:
-                        return failure
-                pending.extend(dependency.dependencies)
-            return None
+    """The 401/403 the matched route's auth dependency would raise, or None (allowed, or no route matched)."""
+    route = request.scope.get("route")
+    pending = list(route.dependant.dependencies) if isinstance(route, APIRoute) else []
+    while pending:
+        dependency = pending.pop()
+        if dependency.call in _ROLE_CHECKS:
+            try:
+                dependency.call(request, await _bearer(request))
+            except HTTPException as failure:
+                return failure
+        pending.extend(dependency.dependencies)
     return None
 
 
