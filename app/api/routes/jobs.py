@@ -48,7 +48,7 @@ CREATE_BODY = {"requestBody": {"required": True, "content": {
 
 
 def _unprocessable(error: ValidationError) -> HTTPException:
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, error.errors(include_url=False, include_context=False))
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, error.errors(include_url=False, include_context=False, include_input=False))
 
 
 def _check_base_model(config: JobConfig) -> None:

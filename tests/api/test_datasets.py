@@ -1,0 +1,116 @@
+"""POST/GET/DELETE /datasets through the app: what is stored, and every way an upload is refused (nothing kept)."""
+import hashlib
+import os
+
+import pytest
+
+from tests.conftest import stored_files
+
+GOOD_TSV = b"label\tsentence\npos\ta fine film\nneg\ta dull film\npos\tgreat \"fun\"\n"
+
+
+def upload(client, content: bytes, filename="train.tsv", **form):
+    return client.post("/datasets", files={"file": (filename, content)}, data=form)
+
+
+def test_upload_stores_the_raw_file_and_describes_it(client, sqlite_settings):
+    response = upload(client, GOOD_TSV, name="films")
+    assert response.status_code == 201, response.text
+    dataset = response.json()
+    assert {"id", "name", "n_rows", "labels", "label_column", "text_column", "text_pair_column", "sha256",
+            "created_at"} <= set(dataset)
+    assert dataset["name"] == "films" and dataset["n_rows"] == 3
+    assert dataset["labels"] == {"pos": 2, "neg": 1}
+    assert (dataset["label_column"], dataset["text_column"], dataset["text_pair_column"]) == ("label", "sentence", None)
+    assert dataset["sha256"] == hashlib.sha256(GOOD_TSV).hexdigest()
+    kept = stored_files(sqlite_settings)
+    assert [p.parent.name for p in kept] == [dataset["id"]] and kept[0].read_bytes() == GOOD_TSV
+    assert client.get(f"/datasets/{dataset['id']}").json() == dataset
+
+
+def test_csv_with_quoting_pairs_crlf_bom_and_chosen_columns(client):
+    content = ('\ufeffgold,premise,hypothesis\r\nyes,"a, b",c\r\nno,"say ""hi""",d\r\nyes,e,f\r\n').encode()
+    response = upload(client, content, "pairs.csv", label_column="gold", text_column="premise",
+                      text_pair_column="hypothesis")
+    assert response.status_code == 201, response.text
+    dataset = response.json()
+    assert dataset["labels"] == {"yes": 2, "no": 1} and dataset["text_pair_column"] == "hypothesis"
+
+
+BAD_UPLOADS = {
+    "empty": (b"", "empty"),
+    "header only": (b"label\ttext\n", "no data rows"),
+    "missing columns": (b"category\tbody\na\tx\nb\ty\n", "column"),
+    "wrong field count": (b"label\ttext\na\tx\nb\ty\textra\n", "line 3"),
+    "empty text": (b"label\ttext\na\tx\nb\t   \n", "line 3"),
+    "one class": (b"label\ttext\na\tx\na\ty\n", "label"),
+    "invalid utf-8": (b"label\ttext\na\tx\nb\t\xff\xfe bad\n", "line 3"),
+    "NUL byte": (b"label\ttext\na\tx\x00y\nb\ty\n", "line 2"),
+    "random binary": (os.urandom(4096), "line"),
+}
+
+
+@pytest.mark.parametrize("content, reason", BAD_UPLOADS.values(), ids=BAD_UPLOADS.keys())
+def test_bad_upload_is_422_naming_the_reason_and_leaves_nothing(client, sqlite_settings, content, reason):
+    response = upload(client, content)
+    assert response.status_code == 422, response.text
+    assert reason in response.json()["detail"].lower()
+    assert client.get("/datasets").json()["total"] == 0
+    assert stored_files(sqlite_settings) == []
+
+
+def test_upload_over_max_upload_mb_is_413_and_leaves_nothing(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+    from tests.conftest import sqlite_settings_for
+
+    settings = sqlite_settings_for(tmp_path, max_upload_mb=0.05)
+    with TestClient(create_app(settings)) as small_client:
+        big = b"label\ttext\n" + b"a\txxxxxxxxxxxxxxxxxxx\nb\tyyyyyyyyyyyyyyyyyyyy\n" * 2000
+        response = upload(small_client, big)
+        assert response.status_code == 413 and "MAX_UPLOAD_MB" in response.json()["detail"]
+        assert small_client.get("/datasets").json()["total"] == 0
+    assert stored_files(settings) == []
+
+
+@pytest.mark.parametrize("request_kwargs, status", [
+    ({"json": {"file": "x"}}, 415),
+    ({"files": {"file": ("a.tsv", GOOD_TSV)}, "data": {"colour": "red"}}, 422),
+    ({"files": {"data": ("a.tsv", GOOD_TSV)}}, 422),
+    ({"data": {"name": "no file"}, "files": {"label_column": (None, "label")}}, 422),
+], ids=["not multipart", "unknown field", "wrong file field", "no file"])
+def test_malformed_upload_requests_are_4xx(client, sqlite_settings, request_kwargs, status):
+    response = client.post("/datasets", **request_kwargs)
+    assert response.status_code == status, response.text
+    assert response.json()["detail"]
+    assert stored_files(sqlite_settings) == []
+
+
+def test_list_is_newest_first_and_paged(client):
+    ids = [upload(client, GOOD_TSV, name=f"d{i}").json()["id"] for i in range(3)]
+    page = client.get("/datasets", params={"limit": 2}).json()
+    assert (page["total"], page["limit"], page["offset"]) == (3, 2, 0)
+    assert [d["id"] for d in page["items"]] == ids[::-1][:2]
+    assert [d["id"] for d in client.get("/datasets", params={"offset": 2}).json()["items"]] == ids[:1]
+    assert client.get("/datasets").json()["limit"] == 50
+    assert client.get("/datasets", params={"limit": 201}).status_code == 422
+
+
+def test_delete_removes_row_and_file_and_unknown_is_404(client, sqlite_settings):
+    dataset_id = upload(client, GOOD_TSV).json()["id"]
+    assert client.delete(f"/datasets/{dataset_id}").status_code == 204
+    assert stored_files(sqlite_settings) == []
+    for call in (client.get, client.delete):
+        response = call(f"/datasets/{dataset_id}")
+        assert response.status_code == 404 and dataset_id in response.json()["detail"]
+
+
+def test_delete_of_a_dataset_a_queued_job_uses_is_409(client, tiny_base_model, train_tsv):
+    dataset_id = upload(client, train_tsv.read_bytes()).json()["id"]
+    job = client.post("/jobs", json={"dataset_id": dataset_id, "base_model": str(tiny_base_model),
+                                     "hyperparameters": {"max_len": 32}})
+    assert job.status_code == 202, job.text
+    response = client.delete(f"/datasets/{dataset_id}")
+    assert response.status_code == 409 and job.json()["id"] in response.json()["detail"]
+    assert client.get(f"/datasets/{dataset_id}").status_code == 200

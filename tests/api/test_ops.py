@@ -1,0 +1,40 @@
+"""/health, /ready (and its 503s), /base-models, /docs and the OpenAPI schema's documented ranges."""
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from tests.conftest import sqlite_settings_for
+
+
+def test_health_and_ready(client):
+    assert client.get("/health").json() == {"status": "ok"}
+    response = client.get("/ready")
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
+
+
+def test_ready_is_503_naming_the_queue_and_the_store(tmp_path):
+    settings = sqlite_settings_for(tmp_path, celery_broker_url="redis://127.0.0.1:1/0")
+    settings = settings.model_copy(update={"database_url": "postgresql+psycopg://postgres@127.0.0.1:1/none"})
+    with TestClient(create_app(settings)) as client:
+        response = client.get("/ready")
+    assert response.status_code == 503
+    detail = response.json()["detail"]
+    assert "store:" in detail and "queue:" in detail
+
+
+def test_base_models_lists_the_installed_minilm(client):
+    names = [model["name"] for model in client.get("/base-models").json()]
+    assert "minilm-l6" in names
+
+
+def test_docs_and_openapi_document_every_range(client):
+    assert client.get("/docs").status_code == 200
+    schema = client.get("/openapi.json").json()
+    components = schema["components"]["schemas"]
+    hyper = components["Hyperparameters"]["properties"]
+    assert (hyper["epochs"]["minimum"], hyper["epochs"]["maximum"]) == (1, 100)
+    assert hyper["learning_rate"]["exclusiveMinimum"] == 0 and hyper["warmup_ratio"]["exclusiveMaximum"] == 1
+    fraction = components["JobConfig"]["properties"]["eval_fraction"]
+    assert (fraction["exclusiveMinimum"], fraction["maximum"]) == (0, 0.5)
+    body = schema["paths"]["/jobs"]["post"]["requestBody"]["content"]
+    assert set(body) == {"application/json", "multipart/form-data"}
+    assert {"/datasets", "/jobs/{job_id}/events", "/jobs/{job_id}/cancel", "/health", "/ready"} <= set(schema["paths"])
