@@ -1,0 +1,70 @@
+import json
+
+import pytest
+from pydantic import ValidationError
+
+from model_core.config import ConfigError, ModelConfig, TrainConfig
+
+SEED_SHAPE = {"dim": 384, "dim_ff": 1536, "n_layers": 6, "n_heads": 12, "p_drop_attn": 0.1, "p_drop_hidden": 0.1,
+              "max_len": 512, "n_segments": 2, "vocab_size": 30522}
+
+
+def test_hf_config_and_seed_shape_give_the_same_config(tmp_path, minilm_dir):
+    from_hf = ModelConfig.from_json(minilm_dir / "config.json")
+    seed_path = tmp_path / "bert.json"
+    seed_path.write_text(json.dumps(SEED_SHAPE))
+    assert ModelConfig.from_json(seed_path) == from_hf
+    assert (from_hf.dim, from_hf.n_layers, from_hf.n_heads, from_hf.layer_norm_eps) == (384, 6, 12, 1e-12)
+
+
+def test_hf_dict_round_trips_and_transformers_accepts_it(minilm_dir):
+    from transformers import BertConfig
+
+    cfg = ModelConfig.from_json(minilm_dir / "config.json")
+    hf = cfg.to_hf_dict()
+    assert ModelConfig.from_dict(hf) == cfg
+    bert = BertConfig(**hf)
+    assert (bert.hidden_size, bert.intermediate_size, bert.max_position_embeddings) == (384, 1536, 512)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"n_heads": 5}, r"dim \(384\) must be divisible by n_heads \(5\)"),
+    ({"n_layers": 0}, "n_layers must be a positive integer"),
+    ({"vocab_size": -3}, "vocab_size must be a positive integer"),
+    ({"p_drop_attn": 1.5}, r"p_drop_attn must be in \[0, 1\)"),
+])
+def test_impossible_model_configs_are_refused_with_the_field_named(change, message):
+    with pytest.raises(ConfigError, match=message):
+        ModelConfig.from_dict(SEED_SHAPE | change)
+
+
+def test_missing_fields_and_unsupported_models_are_named(tmp_path):
+    with pytest.raises(ConfigError, match="missing field.*n_heads"):
+        ModelConfig.from_dict({k: v for k, v in SEED_SHAPE.items() if k != "n_heads"})
+    with pytest.raises(ConfigError, match="model_type 'gpt2'"):
+        ModelConfig.from_dict({"model_type": "gpt2", "hidden_size": 8})
+    bad_json = tmp_path / "config.json"
+    bad_json.write_text("{not json")
+    with pytest.raises(ConfigError, match="cannot read model config"):
+        ModelConfig.from_json(bad_json)
+
+
+def test_train_config_defaults():
+    cfg = TrainConfig()
+    assert (cfg.seed, cfg.batch_size, cfg.lr, cfg.epochs, cfg.warmup, cfg.max_len) == (42, 32, 5e-5, 3, 0.1, 128)
+    assert cfg.save_steps is None and cfg.total_steps is None and cfg.grad_clip == 1.0
+
+
+@pytest.mark.parametrize("field, value", [
+    ("lr", 0), ("batch_size", 0), ("epochs", 0), ("warmup", 1.0), ("warmup", -0.1), ("max_len", 513),
+    ("weight_decay", -1), ("save_steps", 0), ("grad_clip", 0), ("early_stopping_patience", 0),
+])
+def test_out_of_range_train_values_name_the_field(field, value):
+    with pytest.raises(ValidationError) as caught:
+        TrainConfig(**{field: value})
+    assert caught.value.errors()[0]["loc"] == (field,)
+
+
+def test_unknown_train_field_is_refused():
+    with pytest.raises(ValidationError, match="learning_rte"):
+        TrainConfig(learning_rte=1e-3)
