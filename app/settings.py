@@ -20,7 +20,7 @@ class Settings(BaseSettings):
     celery_broker_url: str | None = Field(
         None,
         description="Celery broker, e.g. redis://127.0.0.1:6379/0. Unset: the embedded "
-        "default, a local worker process fed through the SQLite store.",
+        "default, a local worker process fed through kombu's filesystem transport under ARTIFACT_DIR/broker/.",
     )
     celery_queue: str = Field("training", description="Celery queue the jobs are sent to and the worker consumes.")
     artifact_dir: Path = Field(Path("data"), description="Where uploads, checkpoints and models live.")
