@@ -1,0 +1,79 @@
+"""PostgreSQL + Redis + a real `celery worker` process: jobs train, register, deploy, predict, cancel, and survive
+a worker killed with SIGKILL."""
+import pytest
+
+from tests.conftest import TINY_HYPERPARAMETERS, sse_events, wait_for_job
+
+# long enough to act on while it runs: ~43 rows/epoch at batch 1
+LONG_HYPERPARAMETERS = {**TINY_HYPERPARAMETERS, "epochs": 40, "batch_size": 1, "save_steps": 40}
+
+
+@pytest.fixture(scope="module")
+def dataset_id(production_client, train_tsv) -> str:
+    response = production_client.post("/datasets", files={"file": ("train.tsv", train_tsv.read_bytes())})
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def queue_job(client, dataset_id, base_model, hyperparameters) -> dict:
+    response = client.post("/jobs", json={"dataset_id": dataset_id, "base_model": str(base_model),
+                                          "hyperparameters": hyperparameters})
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def test_job_trains_registers_deploys_and_predicts(production_client, dataset_id, tiny_base_model):
+    job = queue_job(production_client, dataset_id, tiny_base_model, TINY_HYPERPARAMETERS)
+    with production_client.stream("GET", f"/jobs/{job['id']}/events") as stream:
+        events = sse_events(stream.read().decode())
+    assert events[-1][0] == "status" and events[-1][1]["status"] == "succeeded", events[-1]
+    assert {"status", "progress", "metrics"} <= {name for name, _ in events}
+
+    job = production_client.get(f"/jobs/{job['id']}").json()
+    progress = job["progress"]
+    assert progress["step"] == progress["total_steps"] > 0 and progress["fraction"] == 1
+    assert progress["epoch"] == 2 and job["device"] == "cpu" and job["error"] is None
+    assert all(value is not None for value in job["metrics"].values()), job["metrics"]
+
+    history = production_client.get(f"/jobs/{job['id']}/metrics").json()
+    assert len(history["eval"]) == 2
+    train_steps = [point["step"] for point in history["train"]]
+    steps_per_epoch = progress["total_steps"] // 2
+    assert train_steps[-1] == progress["total_steps"] and steps_per_epoch in train_steps
+    assert all(b - a <= 10 for a, b in zip([0, *train_steps], train_steps))
+
+    model = production_client.get(f"/models/{job['model_id']}").json()
+    assert model["deployed"] and model["job_id"] == job["id"] and set(model["labels"]) == {"0", "1"}
+    prediction = production_client.post("/predict", json={"inputs": ["a gripping film", "dull"]})
+    assert prediction.status_code == 200, prediction.text
+    assert prediction.json()["model"] == job["model_id"]
+    assert [p["label"] in model["labels"] for p in prediction.json()["predictions"]] == [True, True]
+
+
+def test_cancel_running_and_queued_jobs(production_client, dataset_id, tiny_base_model):
+    running = queue_job(production_client, dataset_id, tiny_base_model, LONG_HYPERPARAMETERS)
+    queued = queue_job(production_client, dataset_id, tiny_base_model, LONG_HYPERPARAMETERS)
+    wait_for_job(production_client, running["id"], until=lambda job: job["progress"]["step"] > 0)
+    assert production_client.post(f"/jobs/{queued['id']}/cancel").json()["status"] == "cancelled"
+    assert production_client.post(f"/jobs/{running['id']}/cancel").status_code == 202
+    stopped = wait_for_job(production_client, running["id"], timeout=30)
+    assert stopped["status"] == "cancelled" and stopped["model_id"] is None
+    assert stopped["progress"]["step"] < stopped["progress"]["total_steps"]
+    # the worker dropped the cancelled job's delivery: it never started
+    after = wait_for_job(production_client, queued["id"])
+    assert after["status"] == "cancelled" and after["started_at"] is None
+    assert production_client.post(f"/jobs/{running['id']}/cancel").status_code == 409
+
+
+def test_worker_killed_mid_job_resumes_from_its_checkpoint(production_client, celery_worker, dataset_id,
+                                                           tiny_base_model):
+    job = queue_job(production_client, dataset_id, tiny_base_model, LONG_HYPERPARAMETERS)
+    wait_for_job(production_client, job["id"], until=lambda j: j["progress"]["step"] > 60, timeout=120)
+    celery_worker.kill()
+    assert production_client.get(f"/jobs/{job['id']}").json()["status"] == "running"
+    celery_worker.start()
+    done = wait_for_job(production_client, job["id"], timeout=180)
+    assert done["status"] == "succeeded", done
+    assert done["progress"]["step"] == done["progress"]["total_steps"]
+    train_steps = [point["step"] for point in production_client.get(f"/jobs/{job['id']}/metrics").json()["train"]]
+    assert train_steps == sorted(set(train_steps)), "points of the lost attempt past its checkpoint are replaced"
