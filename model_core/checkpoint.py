@@ -7,6 +7,7 @@ that every expected tensor is present with the right shape and names the one tha
 from __future__ import annotations
 
 import json
+import pickle
 import os
 import shutil
 import tempfile
@@ -74,7 +75,7 @@ def read_state_dict(model_dir: str | Path) -> dict[str, torch.Tensor]:
             raw = torch.load(bin_path, map_location="cpu", weights_only=True)
         else:
             raise CheckpointError(f"{model_dir} has no model.safetensors or pytorch_model.bin")
-    except (SafetensorError, OSError, RuntimeError, EOFError) as e:  # truncated or not a checkpoint
+    except (SafetensorError, OSError, RuntimeError, EOFError, pickle.UnpicklingError) as e:  # not weights
         raise CheckpointError(f"cannot read the weights in {model_dir}: {e}") from None
     if not isinstance(raw, dict) or not all(isinstance(t, torch.Tensor) for t in raw.values()):
         raise CheckpointError(f"the weights file in {model_dir} is not a flat name -> tensor mapping")
