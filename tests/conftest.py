@@ -7,6 +7,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 import redis
@@ -50,14 +52,13 @@ def train_tsv(tmp_path_factory) -> Path:
     return write_sst2(tmp_path_factory.mktemp("data") / "train.tsv", 48)
 
 
-@pytest.fixture(scope="session")
-def tiny_base_model(tmp_path_factory) -> Path:
+def make_tiny_bert(out: Path) -> Path:
     """A randomly initialised 2-layer, 32-dim BERT with MiniLM's vocabulary, as a Hugging Face directory."""
     from transformers import BertConfig, BertModel
 
     from model_core.base_models import resolve_base_model
 
-    out = tmp_path_factory.mktemp("tiny-bert")
+    out.mkdir(parents=True, exist_ok=True)
     vocab = resolve_base_model("minilm-l6") / "vocab.txt"
     shutil.copy(vocab, out / "vocab.txt")
     config = BertConfig(vocab_size=len(vocab.read_text(encoding="utf-8").splitlines()), hidden_size=32,
@@ -65,6 +66,11 @@ def tiny_base_model(tmp_path_factory) -> Path:
     BertModel(config).save_pretrained(out, safe_serialization=True)
     (out / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True}))
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_base_model(tmp_path_factory) -> Path:
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
 
 
 def sqlite_settings_for(root: Path, **overrides) -> Settings:
@@ -201,3 +207,46 @@ def sse_events(body: str) -> list[tuple[str, dict]]:
         fields = dict(line.split(": ", 1) for line in block.splitlines())
         events.append((fields["event"], json.loads(fields["data"])))
     return events
+
+
+# --- the embedded service as `make run` starts it ------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class ServeProcess:
+    """`python -m app.cli serve` on a free port with `settings` (the embedded default when no broker is set)."""
+
+    def __init__(self, settings: Settings, log_path: Path):
+        self.env = {**settings_env(settings), "HOST": "127.0.0.1", "PORT": str(free_port())}
+        self.log_path = log_path
+        self.url = f"http://127.0.0.1:{self.env['PORT']}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> httpx.Client:
+        self.process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve"], cwd=REPO, env=self.env,
+                                        stdout=self.log_path.open("ab"), stderr=subprocess.STDOUT)
+        client = httpx.Client(base_url=self.url, timeout=30)
+        deadline = time.monotonic() + 60
+        while True:
+            assert self.process.poll() is None, self.log_path.read_text()[-3000:]
+            try:
+                if client.get("/health").status_code == 200:
+                    return client
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "server did not come up"
+            time.sleep(0.2)
+
+    def terminate(self, timeout: float) -> int:
+        """SIGTERM; the exit status (TimeoutExpired past `timeout` seconds)."""
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()

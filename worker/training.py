@@ -2,7 +2,7 @@
 
 Progress and metric points are written in batches: a train point (the mean loss since the last one) every
 TRAIN_POINT_EVERY steps and at every epoch end, an eval point after every evaluation, and the job's progress at
-most every PROGRESS_FLUSH_S seconds in between. A heartbeat thread renews the lease and picks up cancel requests.
+its first step and at most every PROGRESS_FLUSH_S seconds in between. A heartbeat thread renews the lease and picks up cancel requests.
 """
 from __future__ import annotations
 
@@ -87,7 +87,8 @@ class ProgressRecorder:
             session.commit()
 
     def on_step(self, info: StepInfo) -> None:
-        if not self.started:
+        first_of_delivery = not self.started
+        if first_of_delivery:
             self.started, self.superseded_from = True, info.step
         epoch_ended = math.floor(info.epoch + 1e-9) > math.floor(self.epoch + 1e-9) or info.step == info.total_steps
         self.losses.append(info.loss)
@@ -99,7 +100,7 @@ class ProgressRecorder:
             self.metrics["train_loss"] = mean_loss
             self.losses = []
             self.flush()
-        elif time.monotonic() - self.last_flush >= PROGRESS_FLUSH_S:
+        elif first_of_delivery or time.monotonic() - self.last_flush >= PROGRESS_FLUSH_S:
             self.flush()
 
     def on_eval(self, info: EvalInfo) -> None:

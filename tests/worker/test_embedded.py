@@ -1,26 +1,13 @@
 """`python -m app.cli serve` with nothing configured: SQLite, filesystem broker, its own worker. A job goes from
 upload to prediction, survives a SIGTERM of the whole service mid-job, and resumes from its checkpoint."""
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.conftest import REPO, TINY_HYPERPARAMETERS, sqlite_settings_for, settings_env, wait_for_job
+from tests.conftest import TINY_HYPERPARAMETERS, ServeProcess, sqlite_settings_for, wait_for_job
 
 SHUTDOWN_LIMIT_S = 10
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def processes_using(artifact_dir: Path) -> list[int]:
@@ -36,40 +23,11 @@ def processes_using(artifact_dir: Path) -> list[int]:
     return found
 
 
-class Server:
-    def __init__(self, env: dict, log_path: Path):
-        self.env, self.log_path = env, log_path
-        self.url = f"http://127.0.0.1:{env['PORT']}"
-
-    def start(self) -> httpx.Client:
-        self.process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve"], cwd=REPO, env=self.env,
-                                        stdout=self.log_path.open("ab"), stderr=subprocess.STDOUT)
-        client = httpx.Client(base_url=self.url, timeout=30)
-        deadline = time.monotonic() + 60
-        while True:
-            assert self.process.poll() is None, self.log_path.read_text()[-3000:]
-            try:
-                if client.get("/health").status_code == 200:
-                    return client
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not come up"
-            time.sleep(0.2)
-
-    def terminate(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(SHUTDOWN_LIMIT_S)
-
-
 @pytest.fixture
-def server(tmp_path) -> Server:
-    settings = sqlite_settings_for(tmp_path, job_lease_seconds=60)
-    env = settings_env(settings)
-    env.update(HOST="127.0.0.1", PORT=str(free_port()))
-    server = Server(env, tmp_path / "server.log")
+def server(tmp_path) -> ServeProcess:
+    server = ServeProcess(sqlite_settings_for(tmp_path), tmp_path / "server.log")
     yield server
-    if server.process.poll() is None:
-        server.process.kill()
+    server.kill()
 
 
 def test_embedded_service_trains_survives_sigterm_and_predicts(server, tiny_base_model, train_tsv):
@@ -83,7 +41,7 @@ def test_embedded_service_trains_survives_sigterm_and_predicts(server, tiny_base
     job_id = response.json()["id"]
     wait_for_job(client, job_id, until=lambda job: job["progress"]["step"] > 60, timeout=120)
 
-    assert server.terminate() == 0  # within SHUTDOWN_LIMIT_S, worker included
+    assert server.terminate(SHUTDOWN_LIMIT_S) == 0  # within SHUTDOWN_LIMIT_S, worker included
     assert processes_using(Path(server.env["ARTIFACT_DIR"])) == []
 
     client = server.start()
@@ -94,4 +52,4 @@ def test_embedded_service_trains_survives_sigterm_and_predicts(server, tiny_base
     assert done["progress"]["step"] == done["progress"]["total_steps"]
     prediction = client.post("/predict", json={"inputs": "a moving, funny film"})
     assert prediction.status_code == 200 and prediction.json()["model"] == done["model_id"], prediction.text
-    assert server.terminate() == 0
+    assert server.terminate(SHUTDOWN_LIMIT_S) == 0
