@@ -1,0 +1,120 @@
+"""Service benchmark: job overhead (POST /jobs -> first training step, last step -> succeeded) for the embedded
+default and for Celery + Redis + PostgreSQL, each on a tiny job; upload validation throughput on SST-2 train.
+
+`python -m bench.service [--quick]` or through `bench.run`. Overheads are observed by polling GET /jobs/{id}
+every POLL_S seconds (the worker records progress at a job's first step and at its last).
+"""
+import argparse
+import json
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+from fastapi.testclient import TestClient
+
+from app.db.migrate import upgrade_to_head
+from app.main import create_app
+from app.settings import Settings
+from tests.conftest import (POSTGRES_ADMIN, REDIS_URL, SHARED_DATA, ServeProcess, WorkerProcess, make_tiny_bert,
+                            sqlite_settings_for, write_sst2)
+
+SECTION = "service"
+POLL_S = 0.02
+JOBS = 3
+HYPERPARAMETERS = {"epochs": 1, "batch_size": 8, "max_len": 32}
+
+
+def _row(metric: str, value: float, unit: str, note: str = "") -> dict:
+    return {"section": SECTION, "metric": metric, "value": round(value, 4), "unit": unit, "note": note}
+
+
+def _job_overhead(client, train_file: Path, base_model: Path) -> tuple[float, float]:
+    """(POST /jobs -> first step, last step -> succeeded) seconds for one tiny job."""
+    config = {"base_model": str(base_model), "hyperparameters": HYPERPARAMETERS}
+    posted = time.perf_counter()
+    response = client.post("/jobs", files={"train": (train_file.name, train_file.read_bytes())},
+                           data={"config": json.dumps(config)})
+    assert response.status_code == 202, response.text
+    job_id, first_step_at, last_step_at = response.json()["id"], None, None
+    while True:
+        job = client.get(f"/jobs/{job_id}").json()
+        now = time.perf_counter()
+        progress = job["progress"]
+        if first_step_at is None and progress["step"] >= 1:
+            first_step_at = now
+        if last_step_at is None and progress["total_steps"] and progress["step"] == progress["total_steps"]:
+            last_step_at = now
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            assert job["status"] == "succeeded", job
+            return first_step_at - posted, now - last_step_at
+        time.sleep(POLL_S)
+
+
+def _overhead_rows(label: str, client, train_file: Path, base_model: Path, jobs: int) -> list[dict]:
+    _job_overhead(client, train_file, base_model)  # warm-up: first model load, imports in the worker
+    runs = [_job_overhead(client, train_file, base_model) for _ in range(jobs)]
+    to_first = sorted(run[0] for run in runs)[len(runs) // 2]
+    to_done = sorted(run[1] for run in runs)[len(runs) // 2]
+    note = f"median of {jobs} tiny jobs, polled every {POLL_S * 1000:.0f} ms"
+    return [_row(f"{label}: POST /jobs -> first step", to_first, "s", note),
+            _row(f"{label}: last step -> succeeded", to_done, "s", note)]
+
+
+def _embedded(root: Path, train_file: Path, base_model: Path, jobs: int) -> list[dict]:
+    server = ServeProcess(sqlite_settings_for(root / "embedded"), root / "embedded.log")
+    try:
+        client = server.start()
+        return _overhead_rows("embedded (SQLite, filesystem broker)", client, train_file, base_model, jobs)
+    finally:
+        server.kill()
+
+
+def _celery_redis(root: Path, train_file: Path, base_model: Path, jobs: int) -> list[dict]:
+    name = f"bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    settings = Settings(database_url=f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}",
+                        celery_broker_url=REDIS_URL, celery_queue=f"bench-{name}", artifact_dir=root / "prod",
+                        api_keys=None)
+    worker = WorkerProcess(settings, root / "worker.log")
+    try:
+        upgrade_to_head(settings.database_url)
+        worker.start()
+        with TestClient(create_app(settings)) as client:
+            return _overhead_rows("Celery + Redis + PostgreSQL", client, train_file, base_model, jobs)
+    finally:
+        worker.stop()
+        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _upload_throughput(root: Path) -> list[dict]:
+    sst2 = SHARED_DATA / "sst2" / "train.tsv"
+    content = sst2.read_bytes()
+    with TestClient(create_app(sqlite_settings_for(root / "upload"))) as client:
+        started = time.perf_counter()
+        response = client.post("/datasets", files={"file": ("train.tsv", content)})
+        elapsed = time.perf_counter() - started
+    assert response.status_code == 201, response.text
+    rows = response.json()["n_rows"]
+    return [_row("upload + validation, SST-2 train", rows / elapsed, "rows/s",
+                 f"{rows} rows, {len(content) / 2**20:.1f} MiB in {elapsed:.2f} s (POST /datasets in process)")]
+
+
+def run(quick: bool) -> list[dict]:
+    jobs = 1 if quick else JOBS
+    with tempfile.TemporaryDirectory(prefix="bench-service-") as tmp:
+        root = Path(tmp)
+        base_model = make_tiny_bert(root / "tiny-bert")
+        train_file = write_sst2(root / "train.tsv", 64)
+        return (_upload_throughput(root) + _embedded(root, train_file, base_model, jobs)
+                + _celery_redis(root, train_file, base_model, jobs))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    for row in run(parser.parse_args().quick):
+        print(f"{row['metric']:<55} {row['value']:>12} {row['unit']:<7} {row['note']}")
