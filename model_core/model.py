@@ -44,12 +44,10 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor, cls_only: bool = False) -> torch.Tensor:
         B, T, D = x.shape
         nh, hs = self.n_heads, D // self.n_heads
-        if cls_only:  # the [CLS] query alone (last block): keys and values still from every token
-            w, b = self.qkv.weight, self.qkv.bias
-            q = F.linear(x[:, :1], w[:D], b[:D]).view(B, 1, nh, hs).transpose(1, 2)  # (B, nh, 1, hs)
-            k, v = F.linear(x, w[D:], b[D:]).view(B, T, 2, nh, hs).permute(2, 0, 3, 1, 4)  # (B, nh, T, hs)
-        else:  # (B, T, 3, nh, hs) -> (3, B, nh, T, hs): one permute for q, k and v together
-            q, k, v = self.qkv(x).view(B, T, 3, nh, hs).permute(2, 0, 3, 1, 4)
+        # (B, T, 3, nh, hs) -> (3, B, nh, T, hs): one permute for q, k and v together
+        q, k, v = self.qkv(x).view(B, T, 3, nh, hs).permute(2, 0, 3, 1, 4)
+        if cls_only:  # the [CLS] query alone (last block); keys and values still from every token
+            q = q[:, :, :1]  # (B, nh, 1, hs)
         y = F.scaled_dot_product_attention(  # (B, nh, Tq, hs), Tq = 1 or T
             q, k, v, attn_mask=attn_mask, dropout_p=self.p_drop_attn if self.training else 0.0)
         y = y.transpose(1, 2).reshape(B, q.size(2), D)  # (B, Tq, D)

@@ -2,6 +2,7 @@
 No batching policy here: the caller decides which inputs go together."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -29,7 +30,9 @@ class Predictor:
             raise ValueError("int8 dynamic quantization runs on CPU only")
         loaded = load_model(model_dir, device=device)
         if quantize == "int8":
-            loaded.model = torch.ao.quantization.quantize_dynamic(loaded.model, {nn.Linear}, dtype=torch.qint8)
+            with warnings.catch_warnings():  # torch.ao eager quantization is deprecated (moving to torchao)
+                warnings.simplefilter("ignore")
+                loaded.model = torch.ao.quantization.quantize_dynamic(loaded.model, {nn.Linear}, dtype=torch.qint8)
         return cls(loaded, device)
 
     def lengths(self, pairs: list[tuple[str, str | None]]) -> list[int]:
