@@ -25,7 +25,7 @@ import torch
 from app.db.session import make_session_factory
 from model_core.data import read_table
 from model_core.predict import Predictor
-from tests.serving.models import make_minilm_classifier, register_model_dir
+from tests.serving.models import make_minilm_classifier, migrate, register_model_dir
 
 REPO = Path(__file__).resolve().parents[1]
 SST2 = REPO.parent / "shared" / "data" / "sst2"
@@ -166,7 +166,7 @@ def _run(work: Path, dev, sentences: list[str], latency_requests: int, quick: bo
     artifacts, database_url = work / "artifacts", f"sqlite:///{work / 'app.db'}"
     model_dir, model_note = _bench_model(artifacts / "models" / model_id, quick)
     env = {"DATABASE_URL": database_url, "ARTIFACT_DIR": str(artifacts), "HF_HUB_OFFLINE": "1"}
-    subprocess.run([sys.executable, "-m", "app.cli", "migrate"], cwd=REPO, env={**os.environ, **env}, check=True)
+    migrate(database_url)
     register_model_dir(make_session_factory(database_url), model_dir, deploy=True)
     rows = []
 

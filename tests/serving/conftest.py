@@ -10,16 +10,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from alembic import command
-from alembic.config import Config
 
 from app.db.session import make_session_factory
 from app.main import create_app
 from app.settings import Settings
-from tests.serving.models import make_minilm_classifier, new_model_dir, register_model_dir
+from tests.serving.models import REPO, make_minilm_classifier, migrate, new_model_dir, register_model_dir
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-REPO = Path(__file__).resolve().parents[2]
+
 
 
 @pytest.fixture(scope="session")
@@ -47,12 +45,6 @@ class ServingApp:
         model_dir = new_model_dir(self.settings.artifact_dir)
         shutil.copytree(source, model_dir)
         return register_model_dir(self.app.state.session_factory, model_dir)
-
-
-def migrate(database_url: str) -> None:
-    config = Config(str(REPO / "alembic.ini"))
-    config.attributes["database_url"] = database_url
-    command.upgrade(config, "head")
 
 
 @asynccontextmanager

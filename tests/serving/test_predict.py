@@ -149,10 +149,10 @@ async def test_concurrent_requests_are_batched_and_equal_to_alone(served, senten
 
 
 async def test_full_queue_answers_503_with_retry_after(tmp_path, classifier_dirs):
-    async with serving_app(tmp_path, classifier_dirs, max_queue_inputs=64) as serving:
+    async with serving_app(tmp_path, classifier_dirs, max_queue_inputs=16) as serving:
         batcher = serving.app.state.prediction_service.batcher
         await predict(serving.client, ["load the model first"])
-        first = asyncio.create_task(serving.client.post("/predict", json={"inputs": ["long text " * 60] * 64}))
+        first = asyncio.create_task(serving.client.post("/predict", json={"inputs": ["long text " * 60] * 16}))
         while batcher.pending == 0:
             await asyncio.sleep(0.001)
         response = await serving.client.post("/predict", json={"inputs": ["one more"]})
