@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -119,14 +120,14 @@ def _accuracy(predictor: Predictor, sentences: list[str], labels: list[str]) -> 
     return sum(p == t for p, t in zip(predicted, labels)) / len(labels)
 
 
-def _bench_model(out_dir: Path, quick: bool) -> tuple[Path, str]:
+def _bench_model(out_dir: Path, n_train: int) -> tuple[Path, str]:
     """MiniLM fine-tuned for one short epoch on an SST-2 train subset, or (no trainer yet) a fresh head."""
     try:
         from model_core.train import finetune
         from model_core.config import TrainConfig
     except ImportError:
-        return make_minilm_classifier(out_dir, seed=0, labels=["0", "1"]), "untrained head (model_core.train missing): accuracy ~chance"
-    n_train = 256 if quick else 2000
+        untrained = make_minilm_classifier(out_dir, seed=0, labels=["0", "1"])
+        return untrained, "untrained head (model_core.train missing): accuracy ~chance"
     train = read_table(SST2 / "train.tsv").examples[:n_train]
     config = TrainConfig(epochs=1, batch_size=32, max_len=64, lr=1e-4)
     result = finetune(train, None, "minilm-l6", out_dir.parent / "train", config)
@@ -149,22 +150,33 @@ def naive_app():
     return app
 
 
+@dataclass
+class Sizes:
+    sentences: int | None  # SST-2 dev sentences for the throughput runs (None: all 872)
+    naive_sentences: int | None  # the naive server is slow: fewer in quick runs
+    latency_requests: int
+    accuracy_sentences: int | None
+    train_sentences: int  # SST-2 train sentences the bench model is fine-tuned on
+
+
+QUICK, FULL = Sizes(96, 32, 30, 200, 256), Sizes(None, None, 300, None, 2000)
+
+
 def run(quick: bool) -> list[dict]:
-    dev = read_table(SST2 / "dev.tsv").examples
-    sentences = [example.text for example in dev][: 160 if quick else None]
-    latency_requests = 50 if quick else 300
     work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     try:
-        return _run(work, dev, sentences, latency_requests, quick)
+        return _run(work, QUICK if quick else FULL)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _run(work: Path, dev, sentences: list[str], latency_requests: int, quick: bool) -> list[dict]:
+def _run(work: Path, sizes: Sizes) -> list[dict]:
+    dev = read_table(SST2 / "dev.tsv").examples
+    sentences = [example.text for example in dev][: sizes.sentences]
     torch.set_num_threads(os.cpu_count() or 1)
     model_id = uuid.uuid4().hex
     artifacts, database_url = work / "artifacts", f"sqlite:///{work / 'app.db'}"
-    model_dir, model_note = _bench_model(artifacts / "models" / model_id, quick)
+    model_dir, model_note = _bench_model(artifacts / "models" / model_id, sizes.train_sentences)
     env = {"DATABASE_URL": database_url, "ARTIFACT_DIR": str(artifacts), "HF_HUB_OFFLINE": "1"}
     migrate(database_url)
     register_model_dir(make_session_factory(database_url), model_dir, deploy=True)
@@ -177,7 +189,7 @@ def _run(work: Path, dev, sentences: list[str], latency_requests: int, quick: bo
 
     with _uvicorn("app.main:create_app", env, "/health") as url:
         served, _ = asyncio.run(_closed_loop(url, sentences, CLIENTS))
-        _, latencies = asyncio.run(_closed_loop(url, sentences[:latency_requests], clients=1))
+        _, latencies = asyncio.run(_closed_loop(url, sentences[: sizes.latency_requests], clients=1))
     rows.append(_row(f"/predict over HTTP, {CLIENTS} concurrent clients", served, "sentences/s",
                      f"{served / ceiling:.2f}x the ceiling"))
     rows.append(_row("/predict batch-1 latency p50", 1000 * _percentile(latencies, 0.5), "ms", "one client"))
@@ -186,19 +198,20 @@ def _run(work: Path, dev, sentences: list[str], latency_requests: int, quick: bo
 
     naive_env = {"NAIVE_MODEL_DIR": str(model_dir), "HF_HUB_OFFLINE": "1"}
     with _uvicorn("bench.serving:naive_app", naive_env, "/docs") as url:
-        naive, _ = asyncio.run(_closed_loop(url, sentences, CLIENTS))
+        naive, _ = asyncio.run(_closed_loop(url, sentences[: sizes.naive_sentences], CLIENTS))
     rows.append(_row(f"naive pipeline server, {CLIENTS} concurrent clients", naive, "sentences/s",
                      f"ours is {served / naive:.2f}x"))
 
     int8 = Predictor.load(model_dir, quantize="int8")
     int8_speed = _raw_sentences_per_s(int8, sentences)
-    texts, gold = [e.text for e in dev], [e.label for e in dev]
+    scored = dev[: sizes.accuracy_sentences]
+    texts, gold = [e.text for e in scored], [e.label for e in scored]
     fp32_accuracy, int8_accuracy = _accuracy(fp32, texts, gold), _accuracy(int8, texts, gold)
     rows.append(_row("int8 vs fp32 in-process speed-up", int8_speed / ceiling, "x",
                      f"int8 {int8_speed:.1f} sentences/s"))
     rows.append(_row("SST-2 dev accuracy fp32", fp32_accuracy, "fraction", model_note))
     rows.append(_row("SST-2 dev accuracy change int8 - fp32", int8_accuracy - fp32_accuracy, "fraction",
-                     f"int8 {int8_accuracy:.4f}, all {len(dev)} dev sentences"))
+                     f"int8 {int8_accuracy:.4f}, {len(gold)} SST-2 dev sentences"))
     return rows
 
 

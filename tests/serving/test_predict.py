@@ -7,6 +7,7 @@ import pytest
 
 from prometheus_client import REGISTRY
 
+from app.db import store
 from model_core.data import read_table
 from tests.serving.conftest import REPO, serving_app
 from tests.serving.models import LABELS
@@ -116,12 +117,30 @@ async def test_model_by_id_and_unknown_model(served):
     assert "no-such-model" in response.json()["detail"]
 
 
-async def test_no_deployed_model_is_409(tmp_path, classifier_dirs):
+async def test_no_deployed_model_is_409_until_the_worker_deploys_one(tmp_path, classifier_dirs):
     async with serving_app(tmp_path, classifier_dirs, deploy=False) as serving:
         response = await serving.client.post("/predict", json={"inputs": ["ok"]})
         assert response.status_code == 409
         assert "deploy" in response.json()["detail"]
         assert (await predict(serving.client, ["ok"], model=serving.model_b))["model"] == serving.model_b
+
+        with serving.app.state.session_factory() as session:  # as the worker does, from another process
+            store.deploy_model(session, serving.model_a)
+        for _ in range(100):  # the api re-reads the deployed model at most every DEPLOYED_REFRESH_S
+            response = await serving.client.post("/predict", json={"inputs": ["ok"]})
+            if response.status_code != 409:
+                break
+            await asyncio.sleep(0.1)
+        assert response.status_code == 200 and response.json()["model"] == serving.model_a
+
+
+async def test_unloadable_model_is_409(served, classifier_dirs):
+    broken = served.register_copy(classifier_dirs[0])
+    (served.settings.artifact_dir / "models" / broken / "model.safetensors").write_bytes(b"not a checkpoint")
+    for response in (await served.client.post("/predict", json={"inputs": ["ok"], "model": broken}),
+                     await served.client.post(f"/models/{broken}/deploy")):
+        assert response.status_code == 409 and "cannot be loaded" in response.json()["detail"]
+    assert (await served.client.get(f"/models/{broken}")).json()["deployed"] is False
 
 
 def batches_run() -> float:

@@ -6,6 +6,7 @@ from app.auth import require_predict
 from app.serving.batcher import QueueFull
 from app.serving.schemas import MAX_PREDICT_INPUTS, LabelScore, PredictRequest, PredictResponse
 from app.serving.service import ModelNotFound, NoModelDeployed
+from model_core.checkpoint import CheckpointError
 
 router = APIRouter(tags=["predict"], dependencies=[Depends(require_predict)])
 
@@ -16,7 +17,7 @@ router = APIRouter(tags=["predict"], dependencies=[Depends(require_predict)])
     response_model_exclude_none=True,
     responses={
         404: {"description": "Unknown model."},
-        409: {"description": "No model is deployed and none was named."},
+        409: {"description": "No model is deployed and none was named, or the model's files cannot be loaded."},
         422: {"description": f"Empty inputs, more than {MAX_PREDICT_INPUTS}, a non-string input or an unknown field."},
         503: {"description": "The prediction queue is full; retry after the Retry-After header's seconds."},
     },
@@ -29,6 +30,8 @@ async def predict(body: PredictRequest, service: ServiceDep) -> PredictResponse:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from error
     except NoModelDeployed as error:
         raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from error
+    except CheckpointError as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"the model cannot be loaded: {error}") from error
     except QueueFull as error:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, str(error), headers={"Retry-After": str(error.retry_after_s)}
