@@ -1,0 +1,304 @@
+"""Fine-tuning loop: length-grouped batches with dynamic padding, AdamW with warmup/decay, gradient
+clipping, evaluation with best-model selection, early stopping, and exactly resumable checkpoints.
+
+out_dir/checkpoints/step-<n>/state.pt  model, optimizer, scheduler, RNG and loop state (newest 2 kept)
+out_dir/model/                         the final Hugging Face-compatible model (best eval by macro-F1)
+
+A step's data is a pure function of (seed, epoch, position in the epoch), so a checkpoint's step
+number is its data position; with the RNG states it makes a resumed run end with the same weights
+as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import math
+import random
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from model_core.base_models import resolve_base_model
+from model_core.checkpoint import CheckpointError, load_pretrained_encoder, save_model
+from model_core.config import ModelConfig, TrainConfig
+from model_core.data import DataError, Example, length_grouped_batches
+from model_core.evaluate import evaluate, label_ids
+from model_core.model import Classifier
+from model_core.optim import linear_schedule, make_optimizer
+from model_core.tokenization import Tokenizer
+
+CHECKPOINTS_KEPT = 2
+MEGA_BATCH = 50  # batches per length-sorted group
+EVAL_BATCH_SIZE = 64
+
+
+@dataclass
+class StepInfo:
+    step: int
+    total_steps: int
+    epoch: float
+    loss: float
+    learning_rate: float
+
+
+@dataclass
+class EvalInfo:
+    step: int
+    epoch: float
+    loss: float
+    accuracy: float
+    macro_f1: float
+    per_class: dict
+    confusion: list[list[int]]
+
+
+@dataclass
+class TrainResult:
+    model_dir: Path
+    total_steps: int  # planned when training started
+    train_loss: float  # mean loss over the last epoch's steps
+    eval: EvalInfo | None  # the evaluation of the saved model (best macro-F1)
+    device: str
+    steps: int = 0  # steps taken: total_steps unless early stopping ended the run sooner
+
+
+class TrainingStopped(Exception):
+    """should_stop() answered True; the newest checkpoint (if any) is where a resume continues."""
+
+
+@dataclass
+class LoopState:
+    """What besides weights, optimizer and RNG a checkpoint must hold to continue exactly."""
+
+    step: int = 0
+    epoch_loss_sum: float = 0.0
+    epoch_loss_steps: int = 0
+    best_eval: dict | None = None  # asdict(EvalInfo) of the saved model
+    evals_since_best: int = 0
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device cuda was asked for but no CUDA GPU is available")
+    return resolved
+
+
+def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """The batches (example indices) of one epoch; the same for the same seed and epoch."""
+    return length_grouped_batches(lengths, batch_size, random.Random(f"{seed}:{epoch}"), MEGA_BATCH)
+
+
+@dataclass
+class Trainer:
+    """One fine-tuning run's objects; `finetune` builds it and drives `run`."""
+
+    model: Classifier
+    tokenizer: Tokenizer
+    model_cfg: ModelConfig
+    cfg: TrainConfig
+    labels: list[str]
+    train: Sequence[Example]
+    eval: Sequence[Example] | None
+    out_dir: Path
+    device: torch.device
+    max_len: int
+    state: LoopState = field(default_factory=LoopState)
+
+    def __post_init__(self):
+        self.steps_per_epoch = math.ceil(len(self.train) / self.cfg.batch_size)
+        self.total_steps = self.cfg.total_steps or self.cfg.epochs * self.steps_per_epoch
+        self.optimizer = make_optimizer(self.model, self.cfg.lr, self.cfg.weight_decay)
+        self.scheduler = linear_schedule(self.optimizer, round(self.cfg.warmup * self.total_steps), self.total_steps)
+        self.targets = label_ids(self.train, self.labels, "the training set", known="the given label list")
+        self.texts = [e.text for e in self.train]
+        has_pairs = any(e.text_pair is not None for e in self.train)
+        self.pairs = [e.text_pair for e in self.train] if has_pairs else None
+        self.lengths = self.tokenizer.lengths(self.texts, self.pairs, self.max_len)
+        self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+        self.checkpoint_dir = self.out_dir / "checkpoints"
+        self.model_dir = self.out_dir / "model"
+
+    # --- one optimizer step ---------------------------------------------------------------------
+    def step(self, index: list[int]) -> tuple[float, float]:
+        """Forward, backward, clip, AdamW step on one batch; returns (loss, learning rate used)."""
+        batch = self.tokenizer.encode(
+            [self.texts[i] for i in index], None if self.pairs is None else [self.pairs[i] for i in index], self.max_len
+        )
+        with self.autocast:
+            logits = self.model(*(t.to(self.device, non_blocking=True) for t in
+                                  (batch.input_ids, batch.segment_ids, batch.input_mask)))  # (B, L)
+        loss = F.cross_entropy(logits.float(), self.targets[index].to(self.device))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip, foreach=True)
+        learning_rate = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss.item(), learning_rate
+
+    # --- the loop -------------------------------------------------------------------------------
+    def run(self, on_step, on_eval, should_stop, progress_bar: bool) -> None:
+        state = self.state
+        batches: list[list[int]] | None = None
+        with tqdm(total=self.total_steps, initial=state.step, desc="train", unit="step",
+                  disable=not progress_bar, dynamic_ncols=True) as bar:
+            while state.step < self.total_steps:
+                epoch, position = divmod(state.step, self.steps_per_epoch)
+                if batches is None or position == 0:
+                    batches = epoch_batches(self.lengths, self.cfg.batch_size, self.cfg.seed, epoch)
+                if position == 0:
+                    state.epoch_loss_sum, state.epoch_loss_steps = 0.0, 0
+                if should_stop is not None and should_stop():
+                    raise TrainingStopped(f"stopped at step {state.step} of {self.total_steps}")
+                loss, learning_rate = self.step(batches[position])
+                state.step += 1
+                state.epoch_loss_sum += loss
+                state.epoch_loss_steps += 1
+                bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+                bar.update(1)
+                if on_step is not None:
+                    on_step(StepInfo(state.step, self.total_steps, self.epoch, loss, learning_rate))
+                stop_early = self.eval_due() and self.evaluate_and_keep_best(on_eval)
+                if self.cfg.save_steps and state.step % self.cfg.save_steps == 0:
+                    self.save_checkpoint()
+                if stop_early:
+                    break
+
+    @property
+    def epoch(self) -> float:
+        return self.state.step / self.steps_per_epoch
+
+    def eval_due(self) -> bool:
+        step = self.state.step
+        return self.eval is not None and (
+            step % self.steps_per_epoch == 0
+            or step == self.total_steps
+            or (self.cfg.eval_steps is not None and step % self.cfg.eval_steps == 0)
+        )
+
+    def evaluate_and_keep_best(self, on_eval) -> bool:
+        """Evaluates; saves the model when macro-F1 improves. True when early stopping says stop."""
+        metrics = evaluate(self.model, self.tokenizer, self.eval, self.labels, self.max_len, EVAL_BATCH_SIZE)
+        metrics.pop("n")
+        info = EvalInfo(step=self.state.step, epoch=self.epoch, **metrics)
+        if on_eval is not None:
+            on_eval(info)
+        state = self.state
+        if state.best_eval is None or info.macro_f1 > state.best_eval["macro_f1"]:
+            state.best_eval, state.evals_since_best = asdict(info), 0
+            self.save_final_model()
+        else:
+            state.evals_since_best += 1
+        patience = self.cfg.early_stopping_patience
+        return patience is not None and state.evals_since_best >= patience
+
+    def save_final_model(self) -> None:
+        save_model(self.model_dir, self.model, self.tokenizer, self.model_cfg, self.labels, max_len=self.max_len)
+
+    # --- checkpoints ----------------------------------------------------------------------------
+    def run_signature(self) -> dict:
+        """What a checkpoint must agree on to be resumed by this run."""
+        return {"n_train": len(self.train), "labels": self.labels, "total_steps": self.total_steps,
+                "config": self.cfg.model_dump()}
+
+    def save_checkpoint(self) -> Path:
+        """Writes checkpoints/step-<n>/ through a temporary directory and a rename; keeps the newest 2."""
+        final = self.checkpoint_dir / f"step-{self.state.step}"
+        tmp = self.checkpoint_dir / f".step-{self.state.step}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        rng = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(), "rng": rng, "loop": asdict(self.state),
+                    "signature": self.run_signature()}, tmp / "state.pt")
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        for old in checkpoints_newest_first(self.checkpoint_dir)[CHECKPOINTS_KEPT:]:
+            shutil.rmtree(old)
+        return final
+
+    def load_checkpoint(self, path: Path) -> None:
+        try:
+            saved = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError, EOFError) as e:
+            raise CheckpointError(f"cannot read checkpoint {path}: {e}") from None
+        differing = [k for k, v in self.run_signature().items() if saved["signature"].get(k) != v]
+        if differing:
+            raise CheckpointError(f"checkpoint {path} belongs to a different run ({', '.join(differing)} differ); "
+                                  "use a new output directory or the original data and settings")
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        torch.set_rng_state(saved["rng"]["torch"])
+        if "cuda" in saved["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(saved["rng"]["cuda"], self.device)
+        self.state = LoopState(**saved["loop"])
+
+
+def checkpoints_newest_first(checkpoint_dir: Path) -> list[Path]:
+    """Complete checkpoints (step-<n> with a state.pt), newest first."""
+    if not checkpoint_dir.is_dir():
+        return []
+    found = [p for p in checkpoint_dir.glob("step-*") if p.name[5:].isdigit() and (p / "state.pt").is_file()]
+    return sorted(found, key=lambda p: int(p.name[5:]), reverse=True)
+
+
+def finetune(
+    train: list[Example],
+    eval: list[Example] | None,
+    base: str | Path,
+    out_dir: Path,
+    cfg: TrainConfig,
+    *,
+    labels: list[str] | None = None,
+    device: str = "auto",
+    resume: bool = False,
+    on_step: Callable[[StepInfo], None] | None = None,
+    on_eval: Callable[[EvalInfo], None] | None = None,
+    on_start: Callable[[int, str], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    progress_bar: bool = False,
+) -> TrainResult:
+    """Fine-tunes `base` (a named base model or a HF BERT directory) on `train`; see the module doc.
+    `labels` fixes the class-id order (default: sorted training labels)."""
+    if not train:
+        raise DataError("the training set is empty")
+    labels = list(labels) if labels is not None else sorted({e.label for e in train})
+    if eval is not None:
+        label_ids(eval, labels, "the evaluation set")  # fail before any work
+    resolved_device = resolve_device(device)
+    base_dir = resolve_base_model(base)
+    tokenizer = Tokenizer.from_dir(base_dir)
+    model_cfg = ModelConfig.from_json(base_dir / "config.json")
+    torch.manual_seed(cfg.seed)
+    model = Classifier(model_cfg, len(labels))
+    load_pretrained_encoder(model, base_dir)
+    model.to(resolved_device).train()
+    trainer = Trainer(model=model, tokenizer=tokenizer, model_cfg=model_cfg, cfg=cfg, labels=labels, train=train,
+                      eval=eval, out_dir=Path(out_dir), device=resolved_device,
+                      max_len=min(cfg.max_len, model_cfg.max_len))
+    newest = checkpoints_newest_first(trainer.checkpoint_dir) if resume else []
+    if newest:
+        trainer.load_checkpoint(newest[0])
+    if on_start is not None:
+        on_start(trainer.total_steps, resolved_device.type)
+    trainer.run(on_step, on_eval, should_stop, progress_bar)
+    if eval is None:
+        trainer.save_final_model()
+    state = trainer.state
+    return TrainResult(
+        model_dir=trainer.model_dir,
+        total_steps=trainer.total_steps,
+        train_loss=state.epoch_loss_sum / max(1, state.epoch_loss_steps),
+        eval=None if state.best_eval is None else EvalInfo(**state.best_eval),
+        device=resolved_device.type,
+        steps=state.step,
+    )
