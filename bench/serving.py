@@ -24,9 +24,11 @@ import httpx
 import torch
 
 from app.db.session import make_session_factory
+from model_core.config import TrainConfig
 from model_core.data import read_table
 from model_core.predict import Predictor
-from tests.serving.models import make_minilm_classifier, migrate, register_model_dir
+from model_core.train import finetune
+from tests.serving.models import migrate, register_model_dir
 
 REPO = Path(__file__).resolve().parents[1]
 SST2 = REPO.parent / "shared" / "data" / "sst2"
@@ -121,13 +123,7 @@ def _accuracy(predictor: Predictor, sentences: list[str], labels: list[str]) -> 
 
 
 def _bench_model(out_dir: Path, n_train: int) -> tuple[Path, str]:
-    """MiniLM fine-tuned for one short epoch on an SST-2 train subset, or (no trainer yet) a fresh head."""
-    try:
-        from model_core.train import finetune
-        from model_core.config import TrainConfig
-    except ImportError:
-        untrained = make_minilm_classifier(out_dir, seed=0, labels=["0", "1"])
-        return untrained, "untrained head (model_core.train missing): accuracy ~chance"
+    """MiniLM fine-tuned for one short epoch on an SST-2 train subset."""
     train = read_table(SST2 / "train.tsv").examples[:n_train]
     config = TrainConfig(epochs=1, batch_size=32, max_len=64, lr=1e-4)
     result = finetune(train, None, "minilm-l6", out_dir.parent / "train", config)

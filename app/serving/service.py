@@ -22,10 +22,9 @@ from app.db.models import ModelRecord
 from app.serving.batcher import Batcher, TextPair
 from app.serving.model_cache import ModelCache
 from app.settings import Settings
-from model_core.predict import Predictor
+from model_core.predict import QUANTIZE_MODES, Predictor
 
 DEPLOYED_REFRESH_S = 1.0
-QUANTIZE_CHOICES = (None, "int8")
 Result = TypeVar("Result")
 
 
@@ -46,8 +45,10 @@ class Prediction:
 
 class PredictionService:
     def __init__(self, settings: Settings, session_factory: Callable[[], Session]):
-        if settings.predict_quantize not in QUANTIZE_CHOICES:
-            raise ValueError(f"PREDICT_QUANTIZE must be unset or int8, got {settings.predict_quantize!r}")
+        if settings.predict_quantize not in (None, *QUANTIZE_MODES):
+            raise ValueError(
+                f"PREDICT_QUANTIZE must be unset or one of {QUANTIZE_MODES}, got {settings.predict_quantize!r}"
+            )
         self.settings = settings
         self._session_factory = session_factory
         self.batcher = Batcher(settings.max_batch_tokens, settings.max_batch_wait_ms / 1000, settings.max_queue_inputs)
@@ -56,7 +57,8 @@ class PredictionService:
         self._deployed_read_at = float("-inf")
 
     async def start(self) -> None:
-        torch.set_num_threads(self.settings.torch_threads or os.cpu_count() or 1)
+        # the cores this process may run on (a container's CPU set, not the host's count)
+        torch.set_num_threads(self.settings.torch_threads or len(os.sched_getaffinity(0)))
         await self.batcher.start()
 
     async def stop(self) -> None:

@@ -48,7 +48,9 @@ class ServingApp:
 
 
 @asynccontextmanager
-async def serving_app(root: Path, classifier_dirs: tuple[Path, Path], deploy: bool = True, **settings) -> AsyncIterator[ServingApp]:
+async def serving_app(
+    root: Path, classifier_dirs: tuple[Path, Path], deploy: bool = True, **settings
+) -> AsyncIterator[ServingApp]:
     database_url = f"sqlite:///{root / 'store.db'}"
     migrate(database_url)
     settings = Settings(database_url=database_url, artifact_dir=root / "artifacts", **settings)

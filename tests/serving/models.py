@@ -22,16 +22,16 @@ LABELS = ["negative", "positive"]
 MAX_LEN = 128
 
 
-def make_minilm_classifier(out_dir: Path, seed: int, labels: list[str] = LABELS) -> Path:
+def make_minilm_classifier(out_dir: Path, seed: int) -> Path:
     """A HF-compatible directory; the head's weights are drawn large enough that labels differ between inputs."""
     base = resolve_base_model("minilm-l6")
     cfg = ModelConfig.from_json(base / "config.json")
     torch.manual_seed(seed)
-    model = Classifier(cfg, len(labels))
+    model = Classifier(cfg, len(LABELS))
     load_pretrained_encoder(model, base)
     with torch.no_grad():
         model.head.weight.normal_(0, 2.0)
-    return save_model(out_dir, model, Tokenizer.from_dir(base), cfg, labels, max_len=MAX_LEN)
+    return save_model(out_dir, model, Tokenizer.from_dir(base), cfg, LABELS, max_len=MAX_LEN)
 
 
 def register_model_dir(session_factory: Callable[[], Session], model_dir: Path, deploy: bool = False) -> str:

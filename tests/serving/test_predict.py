@@ -8,6 +8,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from app.db import store
+from app.serving.service import PredictionService
+from app.settings import Settings
 from model_core.data import read_table
 from tests.serving.conftest import REPO, serving_app
 from tests.serving.models import LABELS
@@ -199,9 +201,25 @@ async def test_deploy_switch_with_requests_in_flight(tmp_path, classifier_dirs, 
         assert (await deploy).status_code == 200
         after = await asyncio.gather(*(deployed_null(s) for s in sentences))
 
-        reference = {serving.model_a: reference_a, serving.model_b: await probabilities_alone(client, sentences, serving.model_b)}
+        reference_b = await probabilities_alone(client, sentences, serving.model_b)
+        reference = {serving.model_a: reference_a, serving.model_b: reference_b}
         assert {answer["model"] for answer in await asyncio.gather(*before)} == {serving.model_a}
         assert {answer["model"] for answer in after} == {serving.model_b}
         for answers in (await asyncio.gather(*before), await asyncio.gather(*during), after):
             for sentence, answer in zip(sentences, answers):
                 assert_scores_equal(answer["predictions"][0], reference[answer["model"]][sentence])
+
+
+async def test_int8_serving_is_close_to_fp32(served, tmp_path, classifier_dirs, sentences):
+    fp32 = (await predict(served.client, sentences[:16], return_all_scores=True))["predictions"]
+    async with serving_app(tmp_path, classifier_dirs, predict_quantize="int8") as serving:
+        int8 = (await predict(serving.client, sentences[:16], return_all_scores=True))["predictions"]
+    gaps = [abs(a["scores"][label] - b["scores"][label]) for a, b in zip(fp32, int8) for label in LABELS]
+    assert max(gaps) > 0  # quantized: not the fp32 model
+    # yet close: the test head's large random weights amplify int8 error (bench/serving.py measures a trained one)
+    assert sum(a["label"] == b["label"] for a, b in zip(fp32, int8)) >= 12
+
+
+def test_unknown_quantization_fails_at_startup(tmp_path):
+    with pytest.raises(ValueError, match="PREDICT_QUANTIZE"):
+        PredictionService(Settings(database_url="sqlite:///:memory:", predict_quantize="int4"), lambda: None)
