@@ -66,7 +66,15 @@ def stop_embedded_worker(worker: subprocess.Popen) -> None:
         worker.wait()
 
 
+def _exit_cleanly(signum, _frame) -> None:
+    """SIGTERM/SIGINT outside uvicorn's own handling (uvicorn re-raises them once it has shut down): a normal exit,
+    so serve's cleanup (stopping the embedded worker) runs."""
+    raise SystemExit(0)
+
+
 def serve(settings: Settings) -> None:
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _exit_cleanly)
     upgrade_to_head(settings.database_url)
     worker = start_embedded_worker(settings) if settings.celery_broker_url is None else None
     try:

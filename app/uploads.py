@@ -75,6 +75,9 @@ class _FormReceiver:
         self._size = 0
         self._path: Path | None = None
 
+    def in_file_part(self) -> bool:
+        return self._file is not None
+
     def temporary_paths(self) -> list[Path]:
         return [received.path for received in self.files.values()] + ([self._path] if self._path else [])
 
@@ -157,7 +160,7 @@ async def receive_form(request: Request, *, file_fields: set[str], text_fields: 
         async for chunk in request.stream():
             parser.write(chunk)
         parser.finalize()
-        if receiver._file is not None:
+        if receiver.in_file_part():
             raise HTTPException(422, "the multipart body ended in the middle of a file")
     except BaseException as error:
         receiver.close()

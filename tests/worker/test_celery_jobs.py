@@ -4,8 +4,8 @@ import pytest
 
 from tests.conftest import TINY_HYPERPARAMETERS, sse_events, wait_for_job
 
-# long enough to act on while it runs: ~43 rows/epoch at batch 1
-LONG_HYPERPARAMETERS = {**TINY_HYPERPARAMETERS, "epochs": 40, "batch_size": 1, "save_steps": 40}
+# long enough to act on while it runs: ~22 steps per epoch
+LONG_HYPERPARAMETERS = {**TINY_HYPERPARAMETERS, "epochs": 4, "batch_size": 2, "save_steps": 10}
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def test_cancel_running_and_queued_jobs(production_client, dataset_id, tiny_base
 def test_worker_killed_mid_job_resumes_from_its_checkpoint(production_client, celery_worker, dataset_id,
                                                            tiny_base_model):
     job = queue_job(production_client, dataset_id, tiny_base_model, LONG_HYPERPARAMETERS)
-    wait_for_job(production_client, job["id"], until=lambda j: j["progress"]["step"] > 60, timeout=120)
+    wait_for_job(production_client, job["id"], until=lambda j: j["progress"]["step"] > 15, timeout=120)
     celery_worker.kill()
     assert production_client.get(f"/jobs/{job['id']}").json()["status"] == "running"
     celery_worker.start()
