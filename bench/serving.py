@@ -23,12 +23,13 @@ from pathlib import Path
 import httpx
 import torch
 
+from app.db.migrate import upgrade_to_head
 from app.db.session import make_session_factory
 from model_core.config import TrainConfig
 from model_core.data import read_table
 from model_core.predict import Predictor
 from model_core.train import finetune
-from tests.serving.models import migrate, register_model_dir
+from tests.serving.models import register_model_dir
 
 REPO = Path(__file__).resolve().parents[1]
 SST2 = REPO.parent / "shared" / "data" / "sst2"
@@ -174,7 +175,7 @@ def _run(work: Path, sizes: Sizes) -> list[dict]:
     artifacts, database_url = work / "artifacts", f"sqlite:///{work / 'app.db'}"
     model_dir, model_note = _bench_model(artifacts / "models" / model_id, sizes.train_sentences)
     env = {"DATABASE_URL": database_url, "ARTIFACT_DIR": str(artifacts), "HF_HUB_OFFLINE": "1"}
-    migrate(database_url)
+    upgrade_to_head(database_url)
     register_model_dir(make_session_factory(database_url), model_dir, deploy=True)
     rows = []
 

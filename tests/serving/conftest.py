@@ -1,7 +1,6 @@
 """Serving fixtures: two real MiniLM classifiers (fresh heads) made once per session, and apps built by
 create_app on a migrated SQLite store (the embedded default) with those models registered, run with their
 lifespan and reached through httpx's ASGI transport."""
-import os
 import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,10 +13,10 @@ import pytest
 from app.db.session import make_session_factory
 from app.main import create_app
 from app.settings import Settings
-from tests.serving.models import REPO, make_minilm_classifier, migrate, new_model_dir, register_model_dir
+from tests.conftest import SHARED_DATA, sqlite_settings_for
+from tests.serving.models import make_minilm_classifier, new_model_dir, register_model_dir
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
+SST2_DEV = SHARED_DATA / "sst2" / "dev.tsv"
 
 
 @pytest.fixture(scope="session")
@@ -51,10 +50,8 @@ class ServingApp:
 async def serving_app(
     root: Path, classifier_dirs: tuple[Path, Path], deploy: bool = True, **settings
 ) -> AsyncIterator[ServingApp]:
-    database_url = f"sqlite:///{root / 'store.db'}"
-    migrate(database_url)
-    settings = Settings(database_url=database_url, artifact_dir=root / "artifacts", **settings)
-    session_factory = make_session_factory(database_url)
+    settings = sqlite_settings_for(root, **settings)
+    session_factory = make_session_factory(settings.database_url)
     model_ids = []
     for index, source in enumerate(classifier_dirs):
         model_dir = new_model_dir(settings.artifact_dir)

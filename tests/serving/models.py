@@ -5,8 +5,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from alembic import command
-from alembic.config import Config
 from sqlalchemy.orm import Session
 
 from app.db import store
@@ -17,7 +15,6 @@ from model_core.config import ModelConfig
 from model_core.model import Classifier
 from model_core.tokenization import Tokenizer
 
-REPO = Path(__file__).resolve().parents[2]
 LABELS = ["negative", "positive"]
 MAX_LEN = 128
 
@@ -51,9 +48,3 @@ def new_model_dir(artifact_dir: Path) -> Path:
     """Where a model lives: ARTIFACT_DIR/models/<model_id>/."""
     return artifact_dir / "models" / uuid.uuid4().hex
 
-
-def migrate(database_url: str) -> None:
-    """The store's tables, by the project's Alembic migrations."""
-    config = Config(str(REPO / "alembic.ini"))
-    config.attributes["database_url"] = database_url
-    command.upgrade(config, "head")

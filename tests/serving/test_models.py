@@ -8,7 +8,7 @@ import torch
 from transformers import BertForSequenceClassification, BertTokenizerFast
 
 from model_core.data import read_table
-from tests.serving.conftest import REPO
+from tests.serving.conftest import SST2_DEV
 from tests.serving.models import LABELS, MAX_LEN
 
 pytestmark = pytest.mark.anyio
@@ -80,7 +80,7 @@ async def test_download_loads_in_transformers_and_agrees_with_predict(served, tm
     model = BertForSequenceClassification.from_pretrained(model_dir).eval()
     tokenizer = BertTokenizerFast.from_pretrained(model_dir)
     assert [model.config.id2label[i] for i in range(len(LABELS))] == LABELS
-    sentences = [e.text for e in read_table(REPO.parent / "shared" / "data" / "sst2" / "dev.tsv").examples[100:150]]
+    sentences = [e.text for e in read_table(SST2_DEV).examples[100:150]]
     with torch.inference_mode():
         encoded = tokenizer(sentences, padding=True, truncation=True, max_length=MAX_LEN, return_tensors="pt")
         expected = model(**encoded).logits.softmax(dim=-1)

@@ -11,12 +11,10 @@ from app.db import store
 from app.serving.service import PredictionService
 from app.settings import Settings
 from model_core.data import read_table
-from tests.serving.conftest import REPO, serving_app
+from tests.serving.conftest import SST2_DEV, serving_app
 from tests.serving.models import LABELS
 
 pytestmark = pytest.mark.anyio
-
-SST2_DEV = REPO.parent / "shared" / "data" / "sst2" / "dev.tsv"
 
 
 @pytest.fixture(scope="module")
