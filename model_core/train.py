@@ -65,6 +65,10 @@ class TrainResult:
     steps: int = 0  # steps taken: total_steps unless early stopping ended the run sooner
 
 
+class DeviceUnavailable(ValueError):
+    """The requested device does not exist on this machine."""
+
+
 class TrainingStopped(Exception):
     """should_stop() answered True; the newest checkpoint (if any) is where a resume continues."""
 
@@ -85,7 +89,7 @@ def resolve_device(device: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     resolved = torch.device(device)
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device cuda was asked for but no CUDA GPU is available")
+        raise DeviceUnavailable(f"device {device!r} was asked for but no CUDA GPU is available")
     return resolved
 
 

@@ -1,0 +1,186 @@
+"""Command line: python -m model_core train|eval|predict.
+
+Results go to stdout as JSON; the progress bar and errors go to stderr. Bad input (a missing or
+malformed file, an unknown base model, an out-of-range hyperparameter, ...) ends with one line
+"error: ..." on stderr and exit status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from model_core.base_models import BaseModelNotFound
+from model_core.checkpoint import CheckpointError, load_model
+from model_core.config import ConfigError, TrainConfig
+from model_core.data import DataError, read_table
+from model_core.evaluate import evaluate
+from model_core.tokenization import VocabError
+from model_core.train import DeviceUnavailable, finetune
+
+USAGE_ERROR = 2
+BAD_INPUT = (DataError, CheckpointError, ConfigError, VocabError, BaseModelNotFound, DeviceUnavailable, OSError)
+HYPERPARAMETERS = {  # flag -> (TrainConfig field, type)
+    "--epochs": ("epochs", int),
+    "--batch-size": ("batch_size", int),
+    "--lr": ("lr", float),
+    "--warmup": ("warmup", float),
+    "--weight-decay": ("weight_decay", float),
+    "--max-len": ("max_len", int),
+    "--seed": ("seed", int),
+    "--save-steps": ("save_steps", int),
+    "--eval-steps": ("eval_steps", int),
+    "--total-steps": ("total_steps", int),
+    "--early-stopping-patience": ("early_stopping_patience", int),
+}
+PREDICT_CHUNK = 1024  # inputs read, length-sorted and predicted together
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit 2), like every other error."""
+
+    def error(self, message: str):
+        self.exit(USAGE_ERROR, f"error: {self.prog}: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="python -m model_core", description="Fine-tune and use BERT text classifiers.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+
+    train = commands.add_parser("train", help="fine-tune a base model on a labeled TSV/CSV file")
+    train.add_argument("--train", required=True, type=Path, help="training file (TSV, or CSV by .csv suffix)")
+    train.add_argument("--eval", type=Path, help="evaluation file; the best epoch by macro-F1 is kept")
+    train.add_argument("--base", default="minilm-l6", help="named base model or a Hugging Face BERT directory")
+    train.add_argument("--out", required=True, type=Path, help="output directory (checkpoints/, model/)")
+    train.add_argument("--config", type=Path, help="JSON file of training settings; flags override it")
+    for flag, (_, kind) in HYPERPARAMETERS.items():
+        train.add_argument(flag, type=kind, help=TrainConfig.model_fields[HYPERPARAMETERS[flag][0]].description)
+    train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    train.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="cuda when present by default")
+    add_column_flags(train)
+
+    evaluation = commands.add_parser("eval", help="evaluate a fine-tuned model on a labeled file")
+    evaluation.add_argument("--model", required=True, type=Path, help="fine-tuned model directory")
+    evaluation.add_argument("--data", required=True, type=Path, help="labeled TSV/CSV file")
+    evaluation.add_argument("--batch-size", type=int, default=64)
+    add_column_flags(evaluation)
+
+    predict = commands.add_parser("predict", help="classify texts; one JSON object per input per line")
+    predict.add_argument("--model", required=True, type=Path, help="fine-tuned model directory")
+    predict.add_argument("--all-scores", action="store_true", help='add "scores": {label: probability}')
+    predict.add_argument("--file", type=Path, help="UTF-8 file with one text per line")
+    predict.add_argument("--batch-size", type=int, default=32)
+    predict.add_argument("texts", nargs="*", metavar="TEXT")
+    return parser
+
+
+def add_column_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--label-column", help="default: the first of label, category, class")
+    parser.add_argument("--text-column", help="default: the first of text, sentence, content, text_a, sentence1")
+    parser.add_argument("--text-pair-column", help="default: text_b or sentence2 when present")
+
+
+def read_args_table(args: argparse.Namespace, path: Path):
+    return read_table(path, args.label_column, args.text_column, args.text_pair_column)
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The --config JSON with the hyperparameter flags laid over it."""
+    settings = {}
+    if args.config is not None:
+        try:
+            settings = json.loads(args.config.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ConfigError(f"{args.config} is not a JSON file: {e}") from None
+        if not isinstance(settings, dict):
+            raise ConfigError(f"{args.config} must hold a JSON object of training settings")
+    for field_name, _ in HYPERPARAMETERS.values():
+        if getattr(args, field_name) is not None:
+            settings[field_name] = getattr(args, field_name)
+    return TrainConfig(**settings)
+
+
+def run_train(args: argparse.Namespace) -> dict:
+    cfg = train_config(args)
+    train = read_args_table(args, args.train)
+    evaluation = read_args_table(args, args.eval).examples if args.eval is not None else None
+    result = finetune(train.examples, evaluation, args.base, args.out, cfg, device=args.device,
+                      resume=args.resume, progress_bar=True)
+    summary = {"model_dir": str(result.model_dir), "device": result.device, "steps": result.steps,
+               "train_loss": result.train_loss}
+    if result.eval is not None:
+        summary |= {key: getattr(result.eval, key) for key in ("loss", "accuracy", "macro_f1", "per_class")}
+        summary["best_step"] = result.eval.step
+    return summary
+
+
+def run_eval(args: argparse.Namespace) -> dict:
+    loaded = load_model(args.model)
+    table = read_args_table(args, args.data)
+    return evaluate(loaded.model, loaded.tokenizer, table.examples, loaded.labels, loaded.max_len, args.batch_size)
+
+
+def input_lines(path: Path) -> Iterator[str]:
+    """The file's lines without their line ends; DataError naming a line that is not UTF-8."""
+    with path.open("rb") as file:
+        for number, raw in enumerate(file, start=1):
+            try:
+                yield raw.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r\n")
+            except UnicodeDecodeError:
+                raise DataError(f"{path} line {number}: not valid UTF-8", line=number) from None
+
+
+def run_predict(args: argparse.Namespace) -> None:
+    from model_core.predict import Predictor
+
+    if (args.file is None) == (not args.texts):
+        raise DataError("give either texts to classify or --file, not both or neither")
+    predictor = Predictor.load(args.model)
+    texts = input_lines(args.file) if args.file is not None else iter(args.texts)
+    while chunk := [(text, None) for _, text in zip(range(PREDICT_CHUNK), texts)]:
+        lengths = predictor.lengths(chunk)
+        order = sorted(range(len(chunk)), key=lengths.__getitem__)
+        rows: list[dict] = [{}] * len(chunk)
+        for start in range(0, len(order), args.batch_size):
+            index = order[start : start + args.batch_size]
+            for i, probabilities in zip(index, predictor.predict_proba([chunk[i] for i in index])):
+                rows[i] = prediction_row(predictor.labels, probabilities.tolist(), args.all_scores)
+        sys.stdout.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+def prediction_row(labels: list[str], probabilities: list[float], all_scores: bool) -> dict:
+    best = max(range(len(labels)), key=probabilities.__getitem__)
+    row = {"label": labels[best], "score": probabilities[best]}
+    if all_scores:
+        row["scores"] = dict(zip(labels, probabilities))
+    return row
+
+
+def format_validation_error(error: ValidationError) -> str:
+    problems = [f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors()]
+    return "invalid training settings: " + "; ".join(problems)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            print(json.dumps(run_train(args), indent=2))
+        elif args.command == "eval":
+            print(json.dumps(run_eval(args), indent=2))
+        else:
+            run_predict(args)
+    except ValidationError as e:
+        print(f"error: {format_validation_error(e)}", file=sys.stderr)
+        return USAGE_ERROR
+    except BAD_INPUT as e:
+        print(f"error: {e}", file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,96 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .tiny_base import make_tiny_base, sentiment_examples, write_tsv
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "model_core", *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("cli")
+    make_tiny_base(directory / "base")
+    write_tsv(directory / "train.tsv", sentiment_examples(48, seed=0))
+    write_tsv(directory / "dev.tsv", sentiment_examples(16, seed=1))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def trained(workdir) -> dict:
+    result = cli("train", "--train", "train.tsv", "--eval", "dev.tsv", "--base", "base", "--out", "run",
+                 "--epochs", "10", "--batch-size", "8", "--lr", "3e-3", "--max-len", "16", "--save-steps", "25",
+                 cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert "loss=" in result.stderr  # the progress bar shows the live loss
+    return json.loads(result.stdout)
+
+
+def test_train_prints_final_eval_metrics(trained, workdir):
+    assert trained["steps"] == 60 and trained["model_dir"] == "run/model"
+    assert trained["accuracy"] >= 0.9 and set(trained["per_class"]) == {"neg", "pos"}
+    assert (workdir / "run" / "model" / "config.json").is_file()
+    assert sorted(p.name for p in (workdir / "run" / "checkpoints").iterdir()) == ["step-25", "step-50"]
+
+
+def test_resume_continues_from_the_newest_checkpoint(trained, workdir):
+    result = cli("train", "--train", "train.tsv", "--eval", "dev.tsv", "--base", "base", "--out", "run",
+                 "--epochs", "10", "--batch-size", "8", "--lr", "3e-3", "--max-len", "16", "--save-steps", "25",
+                 "--resume", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert "50/60" in result.stderr and json.loads(result.stdout)["steps"] == 60
+
+
+def test_eval_reports_metrics_of_the_saved_model(trained, workdir):
+    result = cli("eval", "--model", "run/model", "--data", "dev.tsv", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    assert metrics["n"] == 16 and metrics["accuracy"] == trained["accuracy"]
+    assert {"loss", "macro_f1", "per_class"} <= metrics.keys()
+
+
+def test_predict_one_json_line_per_input(trained, workdir):
+    (workdir / "inputs.txt").write_text("the movie was good\r\nreally awful plot\n\n", encoding="utf-8")
+    from_file = cli("predict", "--model", "run/model", "--file", "inputs.txt", "--all-scores", cwd=workdir)
+    assert from_file.returncode == 0, from_file.stderr
+    rows = [json.loads(line) for line in from_file.stdout.splitlines()]
+    assert [row["label"] for row in rows[:2]] == ["pos", "neg"] and len(rows) == 3
+    assert all(sum(row["scores"].values()) == pytest.approx(1.0) for row in rows)
+    from_args = cli("predict", "--model", "run/model", "great film", "boring", cwd=workdir)
+    assert [json.loads(line)["label"] for line in from_args.stdout.splitlines()] == ["pos", "neg"]
+    assert "scores" not in from_args.stdout
+
+
+@pytest.mark.parametrize(
+    ("setup", "args", "message"),
+    [
+        (None, ["train", "--train", "missing.tsv", "--out", "x"], "missing.tsv"),
+        ({"bad.tsv": b"label\ttext\n1\tok\n0\t\xff\xfe\n"}, ["train", "--train", "bad.tsv", "--out", "x"],
+         "line 3: not valid UTF-8"),
+        ({"bad.tsv": b"label\ttext\n1\tok\n0\tno\textra\n"}, ["train", "--train", "bad.tsv", "--out", "x"],
+         "line 3: expected 2 fields, got 3"),
+        ({"odd.tsv": b"label\ttext\nmeh\tthe plot\npos\tgood\n"},
+         ["train", "--train", "train.tsv", "--eval", "odd.tsv", "--base", "base", "--out", "x"], "'meh'"),
+        (None, ["train", "--train", "train.tsv", "--base", "base", "--out", "x", "--warmup", "1.5"], "warmup"),
+        (None, ["train", "--train", "train.tsv", "--base", "bert-huge", "--out", "x"], "unknown base model"),
+        (None, ["predict", "--model", "nowhere", "text"], "nowhere"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(workdir, setup, args, message):
+    for name, content in (setup or {}).items():
+        (workdir / name).write_bytes(content)
+    result = cli(*args, cwd=workdir)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ") and message in result.stderr
+    assert not (workdir / "x").exists()
