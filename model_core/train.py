@@ -255,6 +255,34 @@ def checkpoints_newest_first(checkpoint_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[5:]), reverse=True)
 
 
+def build_trainer(
+    train: Sequence[Example],
+    eval: Sequence[Example] | None,
+    base: str | Path,
+    out_dir: Path,
+    cfg: TrainConfig,
+    labels: list[str] | None = None,
+    device: str = "auto",
+) -> Trainer:
+    """The seeded model (pretrained encoder, fresh head), optimizer and schedule of a run, on its device."""
+    if not train:
+        raise DataError("the training set is empty")
+    labels = list(labels) if labels is not None else sorted({e.label for e in train})
+    if eval is not None:
+        label_ids(eval, labels, "the evaluation set")  # fail before any work
+    resolved_device = resolve_device(device)
+    base_dir = resolve_base_model(base)
+    tokenizer = Tokenizer.from_dir(base_dir)
+    model_cfg = ModelConfig.from_json(base_dir / "config.json")
+    torch.manual_seed(cfg.seed)
+    model = Classifier(model_cfg, len(labels))
+    load_pretrained_encoder(model, base_dir)
+    model.to(resolved_device).train()
+    return Trainer(model=model, tokenizer=tokenizer, model_cfg=model_cfg, cfg=cfg, labels=labels, train=train,
+                   eval=eval, out_dir=Path(out_dir), device=resolved_device,
+                   max_len=min(cfg.max_len, model_cfg.max_len))
+
+
 def finetune(
     train: list[Example],
     eval: list[Example] | None,
@@ -273,27 +301,12 @@ def finetune(
 ) -> TrainResult:
     """Fine-tunes `base` (a named base model or a HF BERT directory) on `train`; see the module doc.
     `labels` fixes the class-id order (default: sorted training labels)."""
-    if not train:
-        raise DataError("the training set is empty")
-    labels = list(labels) if labels is not None else sorted({e.label for e in train})
-    if eval is not None:
-        label_ids(eval, labels, "the evaluation set")  # fail before any work
-    resolved_device = resolve_device(device)
-    base_dir = resolve_base_model(base)
-    tokenizer = Tokenizer.from_dir(base_dir)
-    model_cfg = ModelConfig.from_json(base_dir / "config.json")
-    torch.manual_seed(cfg.seed)
-    model = Classifier(model_cfg, len(labels))
-    load_pretrained_encoder(model, base_dir)
-    model.to(resolved_device).train()
-    trainer = Trainer(model=model, tokenizer=tokenizer, model_cfg=model_cfg, cfg=cfg, labels=labels, train=train,
-                      eval=eval, out_dir=Path(out_dir), device=resolved_device,
-                      max_len=min(cfg.max_len, model_cfg.max_len))
+    trainer = build_trainer(train, eval, base, out_dir, cfg, labels, device)
     newest = checkpoints_newest_first(trainer.checkpoint_dir) if resume else []
     if newest:
         trainer.load_checkpoint(newest[0])
     if on_start is not None:
-        on_start(trainer.total_steps, resolved_device.type)
+        on_start(trainer.total_steps, trainer.device.type)
     trainer.run(on_step, on_eval, should_stop, progress_bar)
     if eval is None:
         trainer.save_final_model()
@@ -303,6 +316,6 @@ def finetune(
         total_steps=trainer.total_steps,
         train_loss=state.epoch_loss_sum / max(1, state.epoch_loss_steps),
         eval=None if state.best_eval is None else EvalInfo(**state.best_eval),
-        device=resolved_device.type,
+        device=trainer.device.type,
         steps=state.step,
     )
