@@ -58,8 +58,8 @@ class Hyperparameters(StrictBody):
     max_len: int = Field(128, ge=8, le=512, description="Tokens per example (longer is truncated), 8..512 and at most "
                          "the base model's position limit.")
     seed: int = Field(42, ge=0, le=2**32 - 1, description="Seed of initialisation, data order and the held-out split.")
-    save_steps: int | None = Field(None, ge=1, description="Checkpoint every this many steps (resume point after an "
-                                   "interruption); null: the trainer's default.")
+    save_steps: int | None = Field(500, ge=1, description="Checkpoint every this many steps: where an interrupted job "
+                                   "resumes. null: only at the end.")
 
 
 class JobConfig(StrictBody):
