@@ -6,13 +6,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from app.api.deps import DEFAULT_LIMIT, LimitQuery, OffsetQuery, SessionDep
 from app.auth import require_admin, require_predict
 from app.db import store
 from app.db.models import ModelRecord
-from app.serving.archive import tar_gz_chunks
 from app.schemas import Page
+from app.serving.archive import tar_gz_chunks
 from app.serving.schemas import ModelOut
 from app.serving.service import ModelNotFound, PredictionService
 from model_core.checkpoint import CheckpointError
@@ -27,7 +28,7 @@ def prediction_service(request: Request) -> PredictionService:
 ServiceDep = Annotated[PredictionService, Depends(prediction_service)]
 
 
-def _get_record(session, model_id: str) -> ModelRecord:
+def _get_record(session: Session, model_id: str) -> ModelRecord:
     record = session.get(ModelRecord, model_id)
     if record is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"model {model_id} not found")
