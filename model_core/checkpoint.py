@@ -7,8 +7,8 @@ that every expected tensor is present with the right shape and names the one tha
 from __future__ import annotations
 
 import json
-import pickle
 import os
+import pickle
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -41,7 +41,8 @@ class LoadedModel:
 
 
 def hf_names(model: Classifier) -> dict[str, list[str]]:
-    """Our parameter name -> the HF names whose tensors it holds (stacked along dim 0 when several)."""
+    """Our parameter name -> the HF names (without the "bert." prefix) whose tensors it holds,
+    stacked along dim 0 when several."""
     names = {"embed.tok_embed.weight": ["embeddings.word_embeddings.weight"],
              "embed.pos_embed.weight": ["embeddings.position_embeddings.weight"],
              "embed.seg_embed.weight": ["embeddings.token_type_embeddings.weight"]}
@@ -55,11 +56,10 @@ def hf_names(model: Classifier) -> dict[str, list[str]]:
                     ours + "ff_norm": hf + "output.LayerNorm"}
         for kind in ("weight", "bias"):
             names[f"{ours}attn.qkv.{kind}"] = [f"{hf}attention.self.{p}.{kind}" for p in ("query", "key", "value")]
+    modules["head"] = "classifier"
     for ours, hf in modules.items():
         for kind in ("weight", "bias"):
-            names[f"{ours}.{kind}"] = [f"{ENCODER_PREFIX}{hf}.{kind}"]
-    names = {ours: [n.removeprefix(ENCODER_PREFIX) for n in hf_list] for ours, hf_list in names.items()}
-    names |= {"head.weight": ["classifier.weight"], "head.bias": ["classifier.bias"]}
+            names[f"{ours}.{kind}"] = [f"{hf}.{kind}"]
     return names
 
 
