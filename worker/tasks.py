@@ -3,6 +3,7 @@ nothing here touches CUDA until a child runs a job."""
 import logging
 import os
 
+import torch._dynamo  # noqa: F401  torch.optim imports it at the first step (seconds); load it once, before forking
 from billiard import current_process
 from celery.signals import worker_process_init
 
