@@ -2,15 +2,46 @@
 
 Parameter names are ours; model_core.checkpoint maps them to and from Hugging Face names
 (the fused attention.qkv is HF's query/key/value concatenated along the output dimension).
-Shapes: B batch, T tokens, D dim, nh heads, hs head size (D // nh), F dim_ff, L labels.
+Padding costs nothing but attention: every layer except attention runs on the N real tokens of
+the batch, packed as (N, D); attention unpacks them to (B, T) and masks the padding.
+Shapes: B batch, T tokens, N real tokens, D dim, nh heads, hs head size (D // nh), F dim_ff, L labels.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from model_core.config import ModelConfig
+
+
+@dataclass
+class Packing:
+    """Where the real tokens of a right-padded (B, T) batch are."""
+
+    index: torch.Tensor  # (N,) positions of the real tokens in the flattened (B * T) batch
+    cls_rows: torch.Tensor  # (B,) rows of the [CLS] tokens in the packed (N, ...) layout
+    attn_mask: torch.Tensor  # (B, 1, 1, T) True = may attend; broadcasts over heads and queries
+    B: int
+    T: int
+
+    @classmethod
+    def of(cls, input_mask: torch.Tensor) -> Packing:
+        B, T = input_mask.shape
+        lengths = input_mask.sum(1)  # (B,)
+        return cls(index=input_mask.flatten().nonzero().squeeze(1), cls_rows=lengths.cumsum(0) - lengths,
+                   attn_mask=input_mask.bool()[:, None, None, :], B=B, T=T)
+
+    def pack(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, ...) -> (N, ...): the real tokens only."""
+        return x.flatten(0, 1)[self.index]
+
+    def unpack(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C) -> (B, T, C), zeros at the padding."""
+        padded = x.new_zeros(self.B * self.T, x.size(1)).index_copy(0, self.index, x)
+        return padded.view(self.B, self.T, -1)
 
 
 class Embeddings(nn.Module):
@@ -24,11 +55,8 @@ class Embeddings(nn.Module):
         self.norm = nn.LayerNorm(cfg.dim, eps=cfg.layer_norm_eps)
         self.drop = nn.Dropout(cfg.p_drop_hidden)
 
-    def forward(self, input_ids: torch.Tensor, segment_ids: torch.Tensor) -> torch.Tensor:
-        T = input_ids.size(1)
-        assert T <= self.pos_embed.num_embeddings, f"{T} tokens, but only {self.pos_embed.num_embeddings} positions"
-        pos = self.pos_embed.weight[:T]  # (T, D), broadcast over the batch
-        x = self.tok_embed(input_ids) + self.seg_embed(segment_ids) + pos  # (B, T, D)
+    def forward(self, input_ids: torch.Tensor, segment_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        x = self.tok_embed(input_ids) + self.seg_embed(segment_ids) + self.pos_embed(positions)  # (N, D)
         return self.drop(self.norm(x))
 
 
@@ -42,16 +70,18 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(cfg.dim, cfg.dim)
         self.p_drop_attn = cfg.p_drop_attn
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor, cls_only: bool = False) -> torch.Tensor:
-        B, T, D = x.shape
+    def forward(self, x: torch.Tensor, packing: Packing, cls_only: bool = False) -> torch.Tensor:
+        B, T, D = packing.B, packing.T, x.size(1)
         nh, hs = self.n_heads, D // self.n_heads
+        qkv = packing.unpack(self.qkv(x))  # (N, 3D) -> (B, T, 3D)
         # (B, T, 3, nh, hs) -> (3, B, nh, T, hs): one permute for q, k and v together
-        q, k, v = self.qkv(x).view(B, T, 3, nh, hs).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.view(B, T, 3, nh, hs).permute(2, 0, 3, 1, 4)
         if cls_only:  # the [CLS] query alone (last block); keys and values still from every token
             q = q[:, :, :1]  # (B, nh, 1, hs)
         y = F.scaled_dot_product_attention(  # (B, nh, Tq, hs), Tq = 1 or T
-            q, k, v, attn_mask=attn_mask, dropout_p=self.p_drop_attn if self.training else 0.0)
+            q, k, v, attn_mask=packing.attn_mask, dropout_p=self.p_drop_attn if self.training else 0.0)
         y = y.transpose(1, 2).reshape(B, q.size(2), D)  # (B, Tq, D)
+        y = y[:, 0] if cls_only else packing.pack(y)  # (B, D) or (N, D)
         return self.proj(y)
 
 
@@ -67,14 +97,14 @@ class Block(nn.Module):
         self.ff_norm = nn.LayerNorm(cfg.dim, eps=cfg.layer_norm_eps)
         self.drop = nn.Dropout(cfg.p_drop_hidden)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor, cls_only: bool = False) -> torch.Tensor:
-        """cls_only: compute the output at the [CLS] position only, (B, 1, D)."""
-        attended = self.attn(x, attn_mask, cls_only)  # (B, Tq, D)
+    def forward(self, x: torch.Tensor, packing: Packing, cls_only: bool = False) -> torch.Tensor:
+        """x: (N, D) real tokens -> (N, D), or (B, D) at the [CLS] tokens only when cls_only."""
+        attended = self.attn(x, packing, cls_only)  # (M, D), M = N or B
         if cls_only:
-            x = x[:, :1]
-        x = self.attn_norm(x + self.drop(attended))  # (B, Tq, D)
-        h = F.gelu(self.ff_in(x))  # (B, Tq, F), exact erf GELU as BERT's "gelu"
-        return self.ff_norm(x + self.drop(self.ff_out(h)))  # (B, Tq, D)
+            x = x[packing.cls_rows]
+        x = self.attn_norm(x + self.drop(attended))  # (M, D)
+        h = F.gelu(self.ff_in(x))  # (M, F), exact erf GELU as BERT's "gelu"
+        return self.ff_norm(x + self.drop(self.ff_out(h)))  # (M, D)
 
 
 class Classifier(nn.Module):
@@ -95,14 +125,16 @@ class Classifier(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, segment_ids: torch.Tensor,
                 input_mask: torch.Tensor) -> torch.Tensor:
-        # boolean mask, True = may attend; (B, 1, 1, T) broadcasts over heads and query positions
-        attn_mask = input_mask.bool()[:, None, None, :]
-        x = self.embed(input_ids, segment_ids)  # (B, T, D)
+        """(B, T) token ids, segment ids and mask (1 = real token; padding on the right) -> (B, L) logits."""
+        T = input_ids.size(1)
+        assert T <= self.cfg.max_len, f"{T} tokens, but the model has {self.cfg.max_len} positions"
+        packing = Packing.of(input_mask)
+        x = self.embed(packing.pack(input_ids), packing.pack(segment_ids), packing.index % T)  # (N, D)
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
             # only [CLS] is read from the last block: skip its other positions (exact; ~12% fewer FLOPs)
-            x = block(x, attn_mask, cls_only=i == last)  # (B, T, D); (B, 1, D) after the last block
-        pooled = torch.tanh(self.pooler(x[:, 0]))  # (B, D), the [CLS] position
+            x = block(x, packing, cls_only=i == last)  # (N, D); (B, D) after the last block
+        pooled = torch.tanh(self.pooler(x))  # (B, D)
         return self.head(self.drop(pooled))  # (B, L)
 
 

@@ -1,4 +1,5 @@
 import torch
+import torch.nn.functional as F
 
 from model_core.config import ModelConfig
 from model_core.model import Classifier
@@ -61,3 +62,28 @@ def test_fresh_weights_follow_bert_initialisation():
     assert model.head.bias.abs().sum() == 0
     assert 0.01 < model.embed.tok_embed.weight.std().item() < 0.03
     assert torch.equal(model.blocks[0].ff_norm.weight, torch.ones(32))
+
+
+def test_gradients_equal_transformers(minilm_classifier, minilm_tokenizer, hf_classifier, hf_tokenizer):
+    """Dropout off (eval mode), autograd on: the packed, [CLS]-only graph trains like the reference."""
+    texts = [f"sentence number {i} " * (i % 5 + 1) for i in range(6)]
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    ours = minilm_tokenizer.encode(texts, None, FINETUNE_MAX_LEN)
+    theirs = hf_tokenizer(texts, padding=True, return_tensors="pt")
+    try:
+        F.cross_entropy(minilm_classifier(ours.input_ids, ours.segment_ids, ours.input_mask), labels).backward()
+        F.cross_entropy(hf_classifier(**theirs).logits, labels).backward()
+        D = minilm_classifier.cfg.dim
+        pairs = [
+            (minilm_classifier.embed.tok_embed.weight.grad, hf_classifier.bert.embeddings.word_embeddings.weight.grad),
+            (minilm_classifier.blocks[0].attn.qkv.weight.grad[:D],
+             hf_classifier.bert.encoder.layer[0].attention.self.query.weight.grad),
+            (minilm_classifier.blocks[-1].ff_in.weight.grad,
+             hf_classifier.bert.encoder.layer[-1].intermediate.dense.weight.grad),
+        ]
+        for ours_grad, hf_grad in pairs:
+            assert ours_grad.abs().max() > 0
+            assert torch.allclose(ours_grad, hf_grad, atol=1e-5, rtol=1e-3)
+    finally:
+        minilm_classifier.zero_grad(set_to_none=True)
+        hf_classifier.zero_grad(set_to_none=True)
