@@ -131,8 +131,12 @@ def production_settings(postgres_url, celery_queue, tmp_path_factory) -> Setting
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment a subprocess needs to see `settings`."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    """The environment a subprocess needs to see `settings`.
+
+    One torch thread: the tiny jobs gain nothing from more, and on a shared, oversubscribed machine OpenMP's
+    spin-waiting makes a 2-thread step of the tiny model ~50x slower.
+    """
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     for name, value in settings.model_dump().items():
         if value is None:
             env.pop(name.upper(), None)

@@ -34,7 +34,7 @@ def test_embedded_service_trains_survives_sigterm_and_predicts(server, tiny_base
     client = server.start()
     assert client.get("/ready").status_code == 200
     config = {"base_model": str(tiny_base_model),
-              "hyperparameters": {**TINY_HYPERPARAMETERS, "epochs": 4, "batch_size": 2, "save_steps": 10}}
+              "hyperparameters": {**TINY_HYPERPARAMETERS, "epochs": 10, "batch_size": 2, "save_steps": 10}}
     response = client.post("/jobs", files={"train": ("train.tsv", train_tsv.read_bytes())},
                            data={"config": json.dumps(config)})
     assert response.status_code == 202, response.text
