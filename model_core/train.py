@@ -255,15 +255,8 @@ def checkpoints_newest_first(checkpoint_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[5:]), reverse=True)
 
 
-def build_trainer(
-    train: Sequence[Example],
-    eval: Sequence[Example] | None,
-    base: str | Path,
-    out_dir: Path,
-    cfg: TrainConfig,
-    labels: list[str] | None = None,
-    device: str = "auto",
-) -> Trainer:
+def build_trainer(train: Sequence[Example], eval: Sequence[Example] | None, base: str | Path, out_dir: Path,
+                  cfg: TrainConfig, labels: list[str] | None = None, device: str = "auto") -> Trainer:
     """The seeded model (pretrained encoder, fresh head), optimizer and schedule of a run, on its device."""
     if not train:
         raise DataError("the training set is empty")

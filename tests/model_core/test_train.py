@@ -31,7 +31,7 @@ def tiny_base(tmp_path_factory):
 def test_tiny_model_learns_separable_task_to_full_train_accuracy(tiny_base, tmp_path):
     cfg = TrainConfig(epochs=12, batch_size=8, lr=3e-3, warmup=0.1, max_len=16, seed=3)
     steps, evals, started = [], [], []
-    result = finetune(TRAIN, EVAL, tiny_base, tmp_path, cfg, device="auto",
+    result = finetune(TRAIN, EVAL, tiny_base, tmp_path, cfg, device="cpu",
                       on_start=lambda total, device: started.append((total, device)),
                       on_step=steps.append, on_eval=evals.append)
     assert started == [(72, "cpu")] and result.total_steps == result.steps == 72
@@ -51,17 +51,18 @@ def test_tiny_model_learns_separable_task_to_full_train_accuracy(tiny_base, tmp_
 
 def test_interrupted_then_resumed_run_ends_with_identical_weights(tiny_base, tmp_path):
     cfg = TrainConfig(epochs=3, batch_size=8, lr=1e-3, max_len=16, seed=5, save_steps=4)  # 18 steps
-    full = finetune(TRAIN, None, tiny_base, tmp_path / "full", cfg)
+    full = finetune(TRAIN, None, tiny_base, tmp_path / "full", cfg, device="cpu")
 
     seen = []
     with pytest.raises(TrainingStopped):
-        finetune(TRAIN, None, tiny_base, tmp_path / "cut", cfg, on_step=seen.append,
+        finetune(TRAIN, None, tiny_base, tmp_path / "cut", cfg, device="cpu", on_step=seen.append,
                  should_stop=lambda: len(seen) >= 10)
     assert sorted(p.name for p in (tmp_path / "cut" / "checkpoints").iterdir()) == ["step-4", "step-8"]
     assert not (tmp_path / "cut" / "model").exists()
 
     resumed_steps = []
-    resumed = finetune(TRAIN, None, tiny_base, tmp_path / "cut", cfg, resume=True, on_step=resumed_steps.append)
+    resumed = finetune(TRAIN, None, tiny_base, tmp_path / "cut", cfg, device="cpu", resume=True,
+                       on_step=resumed_steps.append)
     assert resumed_steps[0].step == 9 and resumed_steps[-1].step == 18
     assert resumed_steps[0].loss == pytest.approx(seen[8].loss, abs=0.0)  # step 9 replays exactly
     assert resumed.train_loss == full.train_loss
