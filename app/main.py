@@ -31,10 +31,9 @@ def reaper_interval(settings: Settings) -> float:
 def requeue_stale_jobs(app: FastAPI) -> list[str]:
     """Jobs whose worker stopped heartbeating go back to the queue (or fail after store.MAX_ATTEMPTS)."""
     with app.state.session_factory() as session:
-        job_ids = store.requeue_stale_jobs(session, app.state.settings.job_lease_seconds)
+        job_ids = store.requeue_stale_jobs(session, app.state.settings.job_lease_seconds, app.state.enqueue_job)
     for job_id in job_ids:
         log.warning("job %s lost its worker; queued again", job_id)
-        app.state.enqueue_job(job_id)
     return job_ids
 
 

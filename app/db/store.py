@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -89,8 +90,12 @@ def heartbeat(session: Session, job_id: str, worker_id: str) -> tuple[bool, bool
     return bool(held), cancel_requested
 
 
-def _requeue_or_fail(session: Session, job: Job, reason: str) -> bool:
-    """Puts an abandoned running job back in the queue (True) or fails it after MAX_ATTEMPTS (False)."""
+def _requeue_or_fail(session: Session, job: Job, reason: str, send: Callable[[str], None] | None = None) -> bool:
+    """Puts an abandoned running job back in the queue (True) or fails it after MAX_ATTEMPTS (False).
+
+    With `send`, the job's message goes out before the row changes: if the broker is away the job stays as it
+    was, to be tried again, rather than `queued` with no message (a duplicate message is harmless: the lease).
+    """
     guard = (Job.id == job.id, Job.status == "running", Job.worker_id.is_not_distinct_from(job.worker_id),
              Job.heartbeat_at.is_not_distinct_from(job.heartbeat_at))
     if job.cancel_requested:
@@ -100,19 +105,24 @@ def _requeue_or_fail(session: Session, job: Job, reason: str) -> bool:
                       error=f"{reason}; gave up after {job.attempts} attempts")
     else:
         values = dict(status="queued", worker_id=None)
+        if send is not None:
+            send(job.id)
     changed = session.execute(update(Job).where(*guard).values(**values)).rowcount
     return bool(changed) and values["status"] == "queued"
 
 
-def requeue_stale_jobs(session: Session, lease_seconds: float) -> list[str]:
-    """Running jobs whose worker stopped heartbeating: requeued (ids returned, to be sent again) or failed."""
+def requeue_stale_jobs(session: Session, lease_seconds: float, send: Callable[[str], None]) -> list[str]:
+    """Running jobs whose worker stopped heartbeating: sent again and marked queued, or failed (ids requeued)."""
     cutoff = utcnow() - timedelta(seconds=lease_seconds)
     stale = session.scalars(
         select(Job).where(Job.status == "running", (Job.heartbeat_at < cutoff) | Job.heartbeat_at.is_(None))
     ).all()
-    requeued = [job.id for job in stale if _requeue_or_fail(
-        session, job, f"the worker running this job stopped responding (last heartbeat {_iso(job.heartbeat_at)})")]
-    session.commit()
+    requeued = []
+    for job in stale:
+        reason = f"the worker running this job stopped responding (last heartbeat {_iso(job.heartbeat_at)})"
+        if _requeue_or_fail(session, job, reason, send):
+            requeued.append(job.id)
+        session.commit()
     return requeued
 
 

@@ -21,6 +21,17 @@ def test_ready_is_503_naming_the_queue_and_the_store(tmp_path):
     assert "store:" in detail and "queue:" in detail
 
 
+def test_job_the_broker_cannot_take_is_503_and_failed_not_left_queued(tmp_path, train_tsv, tiny_base_model):
+    settings = sqlite_settings_for(tmp_path, celery_broker_url="redis://127.0.0.1:1/0")
+    with TestClient(create_app(settings)) as client:
+        dataset_id = client.post("/datasets", files={"file": ("t.tsv", train_tsv.read_bytes())}).json()["id"]
+        response = client.post("/jobs", json={"dataset_id": dataset_id, "base_model": str(tiny_base_model),
+                                              "hyperparameters": {"max_len": 32}})
+        assert response.status_code == 503 and "queue" in response.json()["detail"]
+        [job] = client.get("/jobs").json()["items"]
+    assert job["status"] == "failed" and "could not queue" in job["error"]
+
+
 def test_base_models_lists_the_installed_minilm(client):
     names = [model["name"] for model in client.get("/base-models").json()]
     assert "minilm-l6" in names

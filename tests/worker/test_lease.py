@@ -47,12 +47,26 @@ def test_finished_or_cancelled_jobs_are_never_taken(session):
 def test_abandoned_job_is_requeued_then_failed_with_the_reason(session):
     for attempt in range(1, store.MAX_ATTEMPTS + 1):
         assert store.try_acquire_lease(session, "j", f"host-a:{attempt}", lease_seconds=60) is not None
-        requeued = store.requeue_stale_jobs(session, lease_seconds=0)
+        sent = []
+        requeued = store.requeue_stale_jobs(session, lease_seconds=0, send=sent.append)
         job = session.get(Job, "j", populate_existing=True)
         if attempt < store.MAX_ATTEMPTS:
-            assert requeued == ["j"] and job.status == "queued" and job.worker_id is None
-    assert requeued == [] and job.status == "failed" and job.finished_at is not None
+            assert requeued == sent == ["j"] and job.status == "queued" and job.worker_id is None
+    assert requeued == sent == [] and job.status == "failed" and job.finished_at is not None
     assert "stopped responding" in job.error and f"{store.MAX_ATTEMPTS} attempts" in job.error
+
+
+def test_a_job_the_broker_cannot_take_stays_running_to_be_tried_again(session):
+    store.try_acquire_lease(session, "j", "host-a:1", lease_seconds=60)
+
+    def broker_down(job_id: str) -> None:
+        raise ConnectionError("broker down")
+
+    with pytest.raises(ConnectionError):
+        store.requeue_stale_jobs(session, lease_seconds=0, send=broker_down)
+    session.rollback()
+    assert session.get(Job, "j", populate_existing=True).status == "running"
+    assert store.requeue_stale_jobs(session, lease_seconds=0, send=lambda job_id: None) == ["j"]
 
 
 def test_embedded_restart_requeues_interrupted_jobs(session):
