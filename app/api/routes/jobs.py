@@ -201,10 +201,11 @@ def _sse(event: str, data: str) -> str:
 @router.get("/{job_id}/events", response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}},
                              "description": "Server-sent events: status, progress (the job), metrics (a point)"}})
-def job_events(job_id: str, request: Request, session: SessionDep) -> StreamingResponse:
+def job_events(job_id: str, request: Request) -> StreamingResponse:
     """Status, progress and metric points as they happen; the stream ends after a terminal status."""
-    get_job_or_404(session, job_id)
-    session_factory = request.app.state.session_factory
+    session_factory = request.app.state.session_factory  # short sessions: a stream must not hold a connection
+    with session_factory() as session:
+        get_job_or_404(session, job_id)
 
     def poll(last_point_id: int) -> tuple[Job, list[MetricPoint]]:
         with session_factory() as poll_session:
