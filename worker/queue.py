@@ -23,7 +23,8 @@ def broker_options(settings: Settings) -> tuple[str, dict]:
                                             "socket_timeout": BROKER_TIMEOUT_S}
     folder = (settings.artifact_dir / "broker").resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    return "filesystem://", {"data_folder_in": str(folder), "data_folder_out": str(folder), "polling_interval": 0.2}
+    return "filesystem://", {"data_folder_in": str(folder), "data_folder_out": str(folder),
+                             "control_folder": str(folder / "control"), "polling_interval": 0.2}
 
 
 def make_celery(settings: Settings) -> Celery:
