@@ -2,9 +2,10 @@
 
 Requests put their inputs on one queue; a single loop coalesces queued inputs of the same model into batches
 bounded by a token budget (counted with padding: batch size x longest input) and a maximum wait, sorts each
-batch by length and runs it, as forward passes over runs of similar length, on one inference thread off the
-event loop. Results go back to each request in its own input order. Knows nothing of HTTP or of the store:
-a model is anything with `lengths` and `predict_proba`.
+batch by length and runs it as one forward pass on one inference thread off the event loop (the model skips
+padding everywhere but attention, so splitting a batch into runs of similar length only adds per-pass cost).
+Results go back to each request in its own input order. Knows nothing of HTTP or of the store: a model is
+anything with `lengths` and `predict_proba`.
 """
 import asyncio
 import time
@@ -19,8 +20,6 @@ import torch
 from app import metrics
 
 TextPair = tuple[str, str | None]
-# the fixed cost of one forward pass, in padded tokens' worth of compute (MiniLM on CPU: ~10 ms ~ 50 tokens)
-CALL_OVERHEAD_TOKENS = 64
 
 
 class BatchModel(Protocol):
@@ -137,20 +136,14 @@ class Batcher:
         return sorted(batch, key=lambda item: item.n_tokens)
 
     async def _run_batch(self, loop: asyncio.AbstractEventLoop, model: BatchModel, batch: list[_Item]) -> None:
-        """Runs the length-sorted batch as forward passes over runs of similar length, on the inference thread."""
+        """Runs the length-sorted batch as one forward pass on the inference thread."""
         started = time.perf_counter()
         for item in batch:
             metrics.PREDICT_QUEUE_WAIT.observe(started - item.enqueued_at)
-        chunks = length_chunks([item.n_tokens for item in batch])
-        for chunk in chunks:
-            metrics.PREDICT_BATCH_SIZE.observe(len(chunk))
-            metrics.PREDICT_BATCH_TOKENS.observe(len(chunk) * batch[chunk[-1]].n_tokens)
-
-        def forward() -> torch.Tensor:
-            return torch.cat([model.predict_proba([batch[i].pair for i in chunk]) for chunk in chunks])
-
+        metrics.PREDICT_BATCH_SIZE.observe(len(batch))
+        metrics.PREDICT_BATCH_TOKENS.observe(len(batch) * batch[-1].n_tokens)
         try:
-            probs = await loop.run_in_executor(self._executor, forward)
+            probs = await loop.run_in_executor(self._executor, model.predict_proba, [item.pair for item in batch])
         except asyncio.CancelledError:
             _fail(batch, RuntimeError("the prediction service is shutting down"))
             raise
@@ -161,28 +154,8 @@ class Batcher:
             if not item.future.done():
                 item.future.set_result(row)
 
+
 def _fail(items: Iterable[_Item], error: Exception) -> None:
     for item in items:
         if not item.future.done():
             item.future.set_exception(error)
-
-
-def length_chunks(lengths: list[int], call_overhead_tokens: int = CALL_OVERHEAD_TOKENS) -> list[range]:
-    """Splits ascending `lengths` into consecutive runs, one forward pass each, minimising the padded tokens
-    computed (run size x its longest) plus a fixed cost per pass. Exact, by dynamic programming over the
-    distinct lengths (at most max_len of them)."""
-    ends = [i + 1 for i in range(len(lengths)) if i + 1 == len(lengths) or lengths[i + 1] != lengths[i]]
-    best = [0.0] + [float("inf")] * len(ends)  # best[k]: cost of the inputs before ends[k - 1]
-    cut = [0] * (len(ends) + 1)
-    for k, end in enumerate(ends, start=1):
-        for j in range(k):
-            start = ends[j - 1] if j else 0
-            cost = best[j] + call_overhead_tokens + (end - start) * lengths[end - 1]
-            if cost < best[k]:
-                best[k], cut[k] = cost, j
-    runs, k = [], len(ends)
-    while k:
-        j = cut[k]
-        runs.append(range(ends[j - 1] if j else 0, ends[k - 1]))
-        k = j
-    return runs[::-1]
