@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from app.db.migrate import upgrade_to_head
 from app.main import create_app
 from app.settings import Settings
-from tests.conftest import (POSTGRES_ADMIN, REDIS_URL, SHARED_DATA, ServeProcess, WorkerProcess, make_tiny_bert,
+from tests.harness import (POSTGRES_ADMIN, REDIS_URL, SHARED_DATA, ServeProcess, WorkerProcess, make_tiny_bert,
                             sqlite_settings_for, write_sst2)
 
 SECTION = "service"

@@ -13,7 +13,7 @@ import pytest
 from app.db.session import make_session_factory
 from app.main import create_app
 from app.settings import Settings
-from tests.conftest import SHARED_DATA, sqlite_settings_for
+from tests.harness import SHARED_DATA, sqlite_settings_for
 from tests.serving.models import make_minilm_classifier, new_model_dir, register_model_dir
 
 SST2_DEV = SHARED_DATA / "sst2" / "dev.tsv"

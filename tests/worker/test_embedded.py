@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_HYPERPARAMETERS, ServeProcess, sqlite_settings_for, wait_for_job
+from tests.harness import TINY_HYPERPARAMETERS, ServeProcess, sqlite_settings_for, wait_for_job
 
 SHUTDOWN_LIMIT_S = 10
 
