@@ -142,12 +142,12 @@ def run_predict(args: argparse.Namespace) -> None:
     predictor = Predictor.load(args.model)
     texts = input_lines(args.file) if args.file is not None else iter(args.texts)
     while chunk := [(text, None) for _, text in zip(range(PREDICT_CHUNK), texts)]:
-        lengths = predictor.lengths(chunk)
-        order = sorted(range(len(chunk)), key=lengths.__getitem__)
+        encodings = predictor.tokenize(chunk)
+        order = sorted(range(len(chunk)), key=lambda i: len(encodings[i]))
         rows: list[dict] = [{}] * len(chunk)
         for start in range(0, len(order), args.batch_size):
             index = order[start : start + args.batch_size]
-            for i, probabilities in zip(index, predictor.predict_proba([chunk[i] for i in index])):
+            for i, probabilities in zip(index, predictor.predict_tokenized([encodings[i] for i in index])):
                 rows[i] = prediction_row(predictor.labels, probabilities.tolist(), args.all_scores)
         sys.stdout.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 

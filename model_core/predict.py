@@ -6,6 +6,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from tokenizers import Encoding
 from torch import nn
 
 from model_core.checkpoint import LoadedModel, load_model
@@ -35,17 +36,20 @@ class Predictor:
                 loaded.model = torch.ao.quantization.quantize_dynamic(loaded.model, {nn.Linear}, dtype=torch.qint8)
         return cls(loaded, device)
 
-    def lengths(self, pairs: list[tuple[str, str | None]]) -> list[int]:
-        """Token count of each input after truncation ([CLS]/[SEP] included), to group by length."""
+    def tokenize(self, pairs: list[tuple[str, str | None]]) -> list[Encoding]:
+        """One encoding per input, truncated to max_len ([CLS]/[SEP] included); `len()` is its token count."""
         texts, text_pairs = self._split(pairs)
-        return self.tokenizer.lengths(texts, text_pairs, self.max_len)
+        return self.tokenizer.encode_each(texts, text_pairs, self.max_len)
 
     def predict_proba(self, pairs: list[tuple[str, str | None]]) -> torch.Tensor:
         """(N, n_labels) float32 class probabilities, in input order; texts over max_len are truncated."""
-        if not pairs:
+        return self.predict_tokenized(self.tokenize(pairs))
+
+    def predict_tokenized(self, encodings: list[Encoding]) -> torch.Tensor:
+        """predict_proba on inputs already tokenized by `tokenize` (batches of similar length pad least)."""
+        if not encodings:
             return torch.empty(0, len(self.labels))
-        texts, text_pairs = self._split(pairs)
-        batch = self.tokenizer.encode(texts, text_pairs, self.max_len)
+        batch = self.tokenizer.pad(encodings)
         with torch.inference_mode():
             logits = self.model(batch.input_ids.to(self.device), batch.segment_ids.to(self.device),
                                 batch.input_mask.to(self.device))  # (N, L)

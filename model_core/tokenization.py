@@ -6,7 +6,7 @@ WordPiece with "##" continuations and [UNK] -> "[CLS] a [SEP] b [SEP]" template 
 
 Token ids equal transformers' BertTokenizerFast built from the same vocab.txt.
 Thread-safety: the underlying `tokenizers.Tokenizer` is never mutated after construction; one
-instance with truncation/padding configured is cached per max_len (created under a lock).
+instance with truncation configured is cached per max_len (created under a lock).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tokenizers import AddedToken, Tokenizer as HFTokenizer
+from tokenizers import AddedToken, Encoding, Tokenizer as HFTokenizer
 from tokenizers import decoders, models, normalizers, pre_tokenizers, processors
 
 SPECIAL_TOKENS = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]",
@@ -114,7 +114,7 @@ class Tokenizer:
                               model_max_length=max_length if isinstance(max_length, int) else None)
 
     def _for_max_len(self, max_len: int) -> HFTokenizer:
-        """A pipeline with longest-first truncation to max_len and padding to the batch's longest."""
+        """A pipeline with longest-first truncation to max_len."""
         tok = self._per_max_len.get(max_len)
         if tok is None:
             if max_len < 3:
@@ -124,7 +124,6 @@ class Tokenizer:
                 if tok is None:
                     tok = HFTokenizer.from_str(self._base.to_str())
                     tok.enable_truncation(max_length=max_len, strategy="longest_first")
-                    tok.enable_padding(pad_id=self.pad_id, pad_token="[PAD]")
                     self._per_max_len[max_len] = tok
         return tok
 
@@ -137,12 +136,25 @@ class Tokenizer:
         return [text if pair is None else (text, pair) for text, pair in zip(texts, pairs)]
 
     def encode(self, texts: list[str], pairs: list[str | None] | None = None, max_len: int = 512) -> Encoded:
-        encodings = self._for_max_len(max_len).encode_batch_fast(self._inputs(texts, pairs))
-        return Encoded(
-            input_ids=torch.from_numpy(np.array([e.ids for e in encodings], dtype=np.int64)),
-            segment_ids=torch.from_numpy(np.array([e.type_ids for e in encodings], dtype=np.int64)),
-            input_mask=torch.from_numpy(np.array([e.attention_mask for e in encodings], dtype=np.int64)),
-        )
+        return self.pad(self.encode_each(texts, pairs, max_len))
+
+    def encode_each(self, texts: list[str], pairs: list[str | None] | None = None,
+                    max_len: int = 512) -> list[Encoding]:
+        """One unpadded encoding per input, truncated to max_len; `len(encoding)` is its token count."""
+        return self._for_max_len(max_len).encode_batch_fast(self._inputs(texts, pairs))
+
+    def pad(self, encodings: list[Encoding]) -> Encoded:
+        """Encodings from encode_each, right-padded with [PAD] to the longest, as one batch."""
+        T = max((len(e) for e in encodings), default=0)
+        input_ids = np.full((len(encodings), T), self.pad_id, dtype=np.int64)
+        segment_ids = np.zeros((len(encodings), T), dtype=np.int64)
+        input_mask = np.zeros((len(encodings), T), dtype=np.int64)
+        for row, encoding in enumerate(encodings):
+            n = len(encoding)
+            input_ids[row, :n] = encoding.ids
+            segment_ids[row, :n] = encoding.type_ids
+            input_mask[row, :n] = 1
+        return Encoded(torch.from_numpy(input_ids), torch.from_numpy(segment_ids), torch.from_numpy(input_mask))
 
     def lengths(self, texts: list[str], pairs: list[str | None] | None = None, max_len: int = 512) -> list[int]:
         """Token count of each input after truncation to max_len, [CLS]/[SEP] included."""

@@ -25,11 +25,13 @@ def test_probabilities_equal_transformers_in_input_order(predictor, hf_logits):
     assert torch.allclose(reversed_probs.flip(0), probs, atol=1e-5)
 
 
-def test_lengths_are_truncated_token_counts(predictor):
-    lengths = predictor.lengths(INPUTS)
+def test_tokenize_truncates_and_predicts_like_predict_proba(predictor):
+    encodings = predictor.tokenize(INPUTS)
+    lengths = [len(encoding) for encoding in encodings]
     assert lengths == predictor.tokenizer.lengths(TEXTS, PAIRS, FINETUNE_MAX_LEN)
     assert max(lengths) == FINETUNE_MAX_LEN  # the long input is truncated, not refused
-    assert predictor.lengths([("", None)]) == [2]
+    assert [len(encoding) for encoding in predictor.tokenize([("", None)])] == [2]
+    assert torch.equal(predictor.predict_tokenized(encodings), predictor.predict_proba(INPUTS))
 
 
 def test_empty_request_and_empty_text(predictor):
