@@ -78,11 +78,13 @@ def _check(request: Request, credentials: HTTPAuthorizationCredentials | None, a
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"the {role} role may not call this endpoint")
 
 
-def require_admin(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
+# async, though they never await: FastAPI runs a sync dependency in its threadpool, a thread hop per request
+async def require_admin(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
     _check(request, credentials, {Role.admin})
 
 
-def require_predict(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
+async def require_predict(request: Request,
+                          credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
     _check(request, credentials, {Role.admin, Role.predict})
 
 
@@ -97,7 +99,7 @@ async def _auth_failure(request: Request) -> HTTPException | None:
         dependency = pending.pop()
         if dependency.call in _ROLE_CHECKS:
             try:
-                dependency.call(request, await _bearer(request))
+                await dependency.call(request, await _bearer(request))
             except HTTPException as failure:
                 return failure
         pending.extend(dependency.dependencies)

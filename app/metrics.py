@@ -31,6 +31,11 @@ PREDICT_BATCH_TOKENS = Histogram(
     "Padded tokens (batch size x longest input) per model forward pass.",
     buckets=(64, 256, 1024, 2048, 4096, 8192, 16384, 32768),
 )
+PREDICT_BATCH_SECONDS = Histogram(
+    "predict_batch_seconds",
+    "Time of one forward pass (padding, model, softmax) on the inference thread.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
 PREDICT_QUEUE_WAIT = Histogram(
     "predict_queue_wait_seconds",
     "Time an input waits in the batching queue before its batch starts.",

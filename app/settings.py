@@ -38,7 +38,12 @@ class Settings(BaseSettings):
     max_queue_inputs: int = Field(4096, gt=0, description="Inputs waiting for /predict beyond which it answers 503.")
     model_cache_size: int = Field(2, gt=0, description="Fine-tuned models kept loaded for /predict.")
     predict_quantize: str | None = Field(None, description="int8: dynamic int8 quantization of Linear layers.")
-    torch_threads: int | None = Field(None, description="torch intra-op threads for /predict; unset: all cores.")
+    predict_workers: int | None = Field(
+        None, gt=0, description="Forward passes /predict runs at once, one inference thread each; unset: one per core."
+    )
+    torch_threads: int | None = Field(
+        None, gt=0, description="torch intra-op threads of each /predict forward pass; unset: cores / PREDICT_WORKERS."
+    )
 
     # worker
     job_lease_seconds: float = Field(60, gt=0, description="A running job whose worker heartbeat is older than this is taken over.")

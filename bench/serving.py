@@ -2,7 +2,7 @@
 transformers pipeline server; batch-1 latency; int8 vs fp32 speed and SST-2 dev accuracy.
 
 `python -m bench.serving [--quick]` or through `bench.run`. Each server is a real uvicorn process on a free port;
-the clients (httpx, in this process) share the machine's cores with it, as a co-located load balancer would.
+the clients (raw asyncio HTTP/1.1, in this process) share the machine's cores with it, as a co-located load balancer would.
 """
 import argparse
 import asyncio
@@ -75,25 +75,38 @@ def _uvicorn(app: str, env: dict[str, str], ready_path: str):
         process.wait(timeout=30)
 
 
-async def _closed_loop(url: str, sentences: list[str], clients: int) -> tuple[float, list[float]]:
-    """`clients` concurrent clients each sending one sentence per request until all are sent.
-    Returns (sentences/s, per-request latencies in seconds)."""
-    pending = iter(sentences)
-    latencies: list[float] = []
-
-    async def client(http: httpx.AsyncClient) -> None:
-        for sentence in pending:
+async def _post_each(host: str, port: int, bodies: list[bytes], latencies: list[float]) -> None:
+    """One keep-alive HTTP/1.1 connection posting each JSON body to /predict in turn, as lean as a load
+    generator in C: the bytes are prepared, the response is read by its Content-Length and must be a 200."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        for body in bodies:
             started = time.perf_counter()
-            response = await http.post(url + "/predict", json={"inputs": [sentence]})
-            response.raise_for_status()
+            writer.write(b"POST /predict HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n%b" % (len(body), body))
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length:"))
+            answer = await reader.readexactly(length)
+            if not head.startswith(b"HTTP/1.1 200 "):
+                raise RuntimeError(f"/predict answered {head.splitlines()[0]!r}: {answer[:200]!r}")
             latencies.append(time.perf_counter() - started)
+    finally:
+        writer.close()
 
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(limits=limits, timeout=120) as http:
-        await http.post(url + "/predict", json={"inputs": ["warm up"]})
-        started = time.perf_counter()
-        await asyncio.gather(*(client(http) for _ in range(clients)))
-        return len(sentences) / (time.perf_counter() - started), latencies
+
+async def _closed_loop(url: str, sentences: list[str], clients: int) -> tuple[float, list[float], float]:
+    """`clients` concurrent clients, each with its own connection, sending one sentence per request until all
+    are sent. Returns (sentences/s, per-request latencies in seconds, the clients' CPU seconds per second: what
+    the load generator took from the cores the server runs on)."""
+    host, port = url.removeprefix("http://").split(":")
+    bodies = [json.dumps({"inputs": [sentence]}).encode() for sentence in sentences]
+    latencies: list[float] = []
+    await _post_each(host, int(port), [b'{"inputs": ["warm up"]}'], [])
+    started, cpu_started = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(_post_each(host, int(port), bodies[i::clients], latencies) for i in range(clients)))
+    elapsed = time.perf_counter() - started
+    return len(sentences) / elapsed, latencies, (time.process_time() - cpu_started) / elapsed
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -110,7 +123,7 @@ def _timed(fn: Callable[[], object]) -> float:
 def _raw_sentences_per_s(predictor: Predictor, sentences: list[str]) -> float:
     """The ceiling: length-sorted batches of RAW_BATCH straight into the model, no HTTP, no queue."""
     pairs = [(sentence, None) for sentence in sentences]
-    order = sorted(range(len(pairs)), key=predictor.lengths(pairs).__getitem__)
+    order = sorted(range(len(pairs)), key=lambda i: len(predictor.tokenize([pairs[i]])[0]))
     batches = [[pairs[i] for i in order[start:start + RAW_BATCH]] for start in range(0, len(order), RAW_BATCH)]
     predictor.predict_proba(batches[0])  # warm up
     return len(pairs) / _timed(lambda: [predictor.predict_proba(batch) for batch in batches])
@@ -185,17 +198,17 @@ def _run(work: Path, sizes: Sizes) -> list[dict]:
                      f"batches of {RAW_BATCH}, length-sorted, {len(sentences)} SST-2 dev sentences"))
 
     with _uvicorn("app.main:create_app", env, "/health") as url:
-        served, _ = asyncio.run(_closed_loop(url, sentences, CLIENTS))
-        _, latencies = asyncio.run(_closed_loop(url, sentences[: sizes.latency_requests], clients=1))
+        served, _, client_cpu = asyncio.run(_closed_loop(url, sentences, CLIENTS))
+        _, latencies, _ = asyncio.run(_closed_loop(url, sentences[: sizes.latency_requests], clients=1))
     rows.append(_row(f"/predict over HTTP, {CLIENTS} concurrent clients", served, "sentences/s",
-                     f"{served / ceiling:.2f}x the ceiling"))
+                     f"{served / ceiling:.2f}x the ceiling; the clients took {client_cpu:.2f} of a core"))
     rows.append(_row("/predict batch-1 latency p50", 1000 * _percentile(latencies, 0.5), "ms", "one client"))
     rows.append(_row("/predict batch-1 latency p99", 1000 * _percentile(latencies, 0.99), "ms",
                      f"{len(latencies)} sequential requests"))
 
     naive_env = {"NAIVE_MODEL_DIR": str(model_dir), "HF_HUB_OFFLINE": "1"}
     with _uvicorn("bench.serving:naive_app", naive_env, "/docs") as url:
-        naive, _ = asyncio.run(_closed_loop(url, sentences[: sizes.naive_sentences], CLIENTS))
+        naive, _, _ = asyncio.run(_closed_loop(url, sentences[: sizes.naive_sentences], CLIENTS))
     rows.append(_row(f"naive pipeline server, {CLIENTS} concurrent clients", naive, "sentences/s",
                      f"ours is {served / naive:.2f}x"))
 

@@ -1,18 +1,20 @@
 """Dynamic batching for /predict, the text-embeddings-inference way.
 
-Requests put their inputs on one queue; a single loop coalesces queued inputs of the same model into batches
-bounded by a token budget (counted with padding: batch size x longest input) and a maximum wait, sorts each
-batch by length and runs it as one forward pass on one inference thread off the event loop (the model skips
-padding everywhere but attention, so splitting a batch into runs of similar length only adds per-pass cost).
-Results go back to each request in its own input order. Knows nothing of HTTP or of the store: a model is
-anything with `lengths` and `predict_proba`.
+A request's inputs are tokenized once (on the event loop when small, else in a worker thread) and put on one
+queue. A single loop coalesces queued inputs of the same model into batches bounded by a token budget (counted
+with padding: batch size x longest input) and a maximum wait, sorts each batch by length and runs it as one
+forward pass on an inference thread off the event loop. There are `workers` inference threads: on a CPU, one
+single-threaded forward pass per core beats one pass spread over every core (no barrier per op, and a core
+lost to the HTTP layer slows one pass, not all), so the loop starts a batch whenever a thread is free and the
+rest queue up meanwhile. Each request is answered once all of its inputs are, in its own input order. Knows
+nothing of HTTP or of the store: a model is anything with `tokenize` and `predict_tokenized`.
 """
 import asyncio
 import time
 from collections import deque
+from collections.abc import Iterable, Sequence, Sized
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from collections.abc import Iterable
 from typing import Protocol
 
 import torch
@@ -20,12 +22,15 @@ import torch
 from app import metrics
 
 TextPair = tuple[str, str | None]
+# Requests with at most this many characters are tokenized on the event loop (tens of microseconds, cheaper
+# than a thread hop); longer ones in a worker thread, so a 256 x 20,000-character request never stalls the loop.
+INLINE_TOKENIZE_CHARS = 4096
 
 
 class BatchModel(Protocol):
-    def lengths(self, pairs: list[TextPair]) -> list[int]: ...
+    def tokenize(self, pairs: list[TextPair]) -> Sequence[Sized]: ...
 
-    def predict_proba(self, pairs: list[TextPair]) -> torch.Tensor: ...
+    def predict_tokenized(self, encodings: list) -> torch.Tensor: ...
 
 
 class QueueFull(Exception):
@@ -37,50 +42,66 @@ class QueueFull(Exception):
 
 
 @dataclass
-class _Item:
+class _Request:
     model: BatchModel
-    pair: TextPair
+    future: asyncio.Future  # set to rows once every input is answered
+    rows: list[list[float] | None]
+    unanswered: int
+
+
+@dataclass
+class _Item:
+    """One input of a request."""
+
+    request: _Request
+    index: int  # position in the request's inputs
+    encoding: Sized
     n_tokens: int
-    future: asyncio.Future
     enqueued_at: float = field(default_factory=time.perf_counter)
 
 
 class Batcher:
-    def __init__(self, max_batch_tokens: int, max_batch_wait_s: float, max_queue_inputs: int):
+    def __init__(self, max_batch_tokens: int, max_batch_wait_s: float, max_queue_inputs: int, workers: int = 1):
         self.max_batch_tokens = max_batch_tokens
         self.max_batch_wait_s = max_batch_wait_s
         self.max_queue_inputs = max_queue_inputs
         self.pending = 0  # inputs admitted and not yet answered (queued or in a running batch)
         self._queue: deque[_Item] = deque()
         self._arrived = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
+        self._free_workers = asyncio.Semaphore(workers)
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="predict")
         self._loop_task: asyncio.Task | None = None
+        self._running: set[asyncio.Task] = set()  # batches on the inference threads
 
     async def start(self) -> None:
         self._loop_task = asyncio.create_task(self._batch_loop(), name="predict-batcher")
 
     async def stop(self) -> None:
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            await asyncio.gather(self._loop_task, return_exceptions=True)
-        _fail(self._queue, RuntimeError("the prediction service is shutting down"))
+        tasks = [task for task in (self._loop_task, *self._running) if task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        _fail((item.request for item in self._queue), RuntimeError("the prediction service is shutting down"))
         self._queue.clear()
         self._executor.shutdown(wait=True)
 
-    async def predict(self, model: BatchModel, pairs: list[TextPair]) -> torch.Tensor:
-        """Class probabilities (N, n_labels) for `pairs`, in their order. Raises QueueFull instead of waiting."""
+    async def predict(self, model: BatchModel, pairs: list[TextPair]) -> list[list[float]]:
+        """Class probabilities, one row per pair, in their order. Raises QueueFull instead of waiting."""
         if self.pending + len(pairs) > self.max_queue_inputs:
             raise QueueFull(self.pending, self.max_queue_inputs, retry_after_s=1)
         self.pending += len(pairs)
         metrics.PREDICT_PENDING_INPUTS.set(self.pending)
         try:
-            lengths = await asyncio.to_thread(model.lengths, pairs)
-            loop = asyncio.get_running_loop()
-            items = [_Item(model, pair, n, loop.create_future()) for pair, n in zip(pairs, lengths)]
+            if sum(len(text) + len(pair or "") for text, pair in pairs) <= INLINE_TOKENIZE_CHARS:
+                encodings = model.tokenize(pairs)
+            else:
+                encodings = await asyncio.to_thread(model.tokenize, pairs)
+            request = _Request(model, asyncio.get_running_loop().create_future(), [None] * len(pairs), len(pairs))
+            items = [_Item(request, index, encoding, len(encoding)) for index, encoding in enumerate(encodings)]
             # a long request is queued shortest first, so its own batches pad little
             self._queue.extend(sorted(items, key=lambda item: item.n_tokens))
             self._arrived.set()
-            return torch.stack(await asyncio.gather(*(item.future for item in items)))
+            return await request.future
         finally:
             self.pending -= len(pairs)
             metrics.PREDICT_PENDING_INPUTS.set(self.pending)
@@ -91,16 +112,25 @@ class Batcher:
             await self._arrived.wait()
             self._arrived.clear()
             while self._queue:
+                await self._free_workers.acquire()
                 oldest = self._queue[0]
                 await self._wait_for_more(oldest)
-                batch = self._take_batch(oldest.model)
-                if batch:
-                    await self._run_batch(loop, oldest.model, batch)
+                batch = self._take_batch(oldest.request.model)
+                if not batch:  # every queued input of that model was cancelled
+                    self._free_workers.release()
+                    continue
+                task = asyncio.create_task(self._run_batch(loop, oldest.request.model, batch))
+                self._running.add(task)
+                task.add_done_callback(self._batch_done)
+
+    def _batch_done(self, task: asyncio.Task) -> None:
+        self._running.discard(task)
+        self._free_workers.release()
 
     async def _wait_for_more(self, oldest: _Item) -> None:
         """Until the oldest input has waited max_batch_wait_s, or its model's queued inputs fill a batch."""
         deadline = oldest.enqueued_at + self.max_batch_wait_s
-        while (remaining := deadline - time.perf_counter()) > 0 and not self._budget_filled(oldest.model):
+        while (remaining := deadline - time.perf_counter()) > 0 and not self._budget_filled(oldest.request.model):
             self._arrived.clear()
             try:
                 await asyncio.wait_for(self._arrived.wait(), remaining)
@@ -110,7 +140,7 @@ class Batcher:
     def _budget_filled(self, model: BatchModel) -> bool:
         n, longest = 0, 0
         for item in self._queue:
-            if item.model is model:
+            if item.request.model is model:
                 n, longest = n + 1, max(longest, item.n_tokens)
                 if n * longest >= self.max_batch_tokens:
                     return True
@@ -123,39 +153,49 @@ class Batcher:
         longest = 0
         full = False
         for item in self._queue:
-            if item.future.done():  # its request was cancelled (client went away)
+            if item.request.future.done():  # its request was cancelled (client went away)
                 continue
             fits = (len(batch) + 1) * max(longest, item.n_tokens) <= self.max_batch_tokens
-            if item.model is model and not full and (fits or not batch):
+            if item.request.model is model and not full and (fits or not batch):
                 batch.append(item)
                 longest = max(longest, item.n_tokens)
             else:
-                full = full or item.model is model
+                full = full or item.request.model is model
                 kept.append(item)
         self._queue = kept
         return sorted(batch, key=lambda item: item.n_tokens)
 
     async def _run_batch(self, loop: asyncio.AbstractEventLoop, model: BatchModel, batch: list[_Item]) -> None:
-        """Runs the length-sorted batch as one forward pass on the inference thread."""
+        """Runs the length-sorted batch as one forward pass on the inference thread, then answers each request
+        whose inputs are now all done."""
         started = time.perf_counter()
         for item in batch:
             metrics.PREDICT_QUEUE_WAIT.observe(started - item.enqueued_at)
         metrics.PREDICT_BATCH_SIZE.observe(len(batch))
         metrics.PREDICT_BATCH_TOKENS.observe(len(batch) * batch[-1].n_tokens)
+        encodings = [item.encoding for item in batch]
+
+        def forward() -> list[list[float]]:
+            with metrics.PREDICT_BATCH_SECONDS.time():
+                return model.predict_tokenized(encodings).tolist()
+
         try:
-            probs = await loop.run_in_executor(self._executor, model.predict_proba, [item.pair for item in batch])
+            rows = await loop.run_in_executor(self._executor, forward)
         except asyncio.CancelledError:
-            _fail(batch, RuntimeError("the prediction service is shutting down"))
+            _fail((item.request for item in batch), RuntimeError("the prediction service is shutting down"))
             raise
         except Exception as error:  # the model failed: every request in the batch gets the error
-            _fail(batch, error)
+            _fail((item.request for item in batch), error)
             return
-        for item, row in zip(batch, probs):
-            if not item.future.done():
-                item.future.set_result(row)
+        for item, row in zip(batch, rows):
+            request = item.request
+            request.rows[item.index] = row
+            request.unanswered -= 1
+            if request.unanswered == 0 and not request.future.done():
+                request.future.set_result(request.rows)
 
 
-def _fail(items: Iterable[_Item], error: Exception) -> None:
-    for item in items:
-        if not item.future.done():
-            item.future.set_exception(error)
+def _fail(requests: Iterable[_Request], error: Exception) -> None:
+    for request in requests:
+        if not request.future.done():
+            request.future.set_exception(error)

@@ -40,7 +40,7 @@ class NoModelDeployed(LookupError):
 class Prediction:
     model_id: str
     labels: list[str]
-    probs: torch.Tensor  # (N, n_labels), rows in input order
+    probs: list[list[float]]  # (N, n_labels), rows in input order
 
 
 class PredictionService:
@@ -51,14 +51,17 @@ class PredictionService:
             )
         self.settings = settings
         self._session_factory = session_factory
-        self.batcher = Batcher(settings.max_batch_tokens, settings.max_batch_wait_ms / 1000, settings.max_queue_inputs)
+        cores = len(os.sched_getaffinity(0))  # the cores this process may run on (a container's CPU set)
+        workers = settings.predict_workers or cores
+        self.torch_threads = settings.torch_threads or max(1, cores // workers)
+        self.batcher = Batcher(settings.max_batch_tokens, settings.max_batch_wait_ms / 1000, settings.max_queue_inputs,
+                               workers)
         self.models: ModelCache[Predictor] = ModelCache(settings.model_cache_size, self._load)
         self._deployed: tuple[str, Path] | None = None  # (id, directory) as last read from the store
         self._deployed_read_at = float("-inf")
 
     async def start(self) -> None:
-        # the cores this process may run on (a container's CPU set, not the host's count)
-        torch.set_num_threads(self.settings.torch_threads or len(os.sched_getaffinity(0)))
+        torch.set_num_threads(self.torch_threads)
         await self.batcher.start()
 
     async def stop(self) -> None:

@@ -21,7 +21,7 @@ from model_core.checkpoint import CheckpointError
 router = APIRouter(prefix="/models", tags=["models"])
 
 
-def prediction_service(request: Request) -> PredictionService:
+async def prediction_service(request: Request) -> PredictionService:  # async: no threadpool hop
     return request.app.state.prediction_service
 
 

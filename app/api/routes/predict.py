@@ -1,10 +1,11 @@
 """POST /predict: the HTTP face of the PredictionService (validation and error codes; batching lives below)."""
 from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi.responses import JSONResponse
 
 from app.api.routes.models import ServiceDep
 from app.auth import require_predict
 from app.serving.batcher import QueueFull
-from app.serving.schemas import MAX_PREDICT_INPUTS, LabelScore, PredictRequest, PredictResponse
+from app.serving.schemas import MAX_PREDICT_INPUTS, PredictRequest, PredictResponse
 from app.serving.service import ModelNotFound, NoModelDeployed
 from model_core.checkpoint import CheckpointError
 
@@ -22,7 +23,7 @@ router = APIRouter(tags=["predict"], dependencies=[Depends(require_predict)])
         503: {"description": "The prediction queue is full; retry after the Retry-After header's seconds."},
     },
 )
-async def predict(body: PredictRequest, service: ServiceDep) -> PredictResponse:
+async def predict(body: PredictRequest, service: ServiceDep) -> JSONResponse:
     """Label and probability for each input, in input order. Concurrent requests are batched together."""
     try:
         prediction = await service.predict(body.model, body.pairs())
@@ -36,13 +37,13 @@ async def predict(body: PredictRequest, service: ServiceDep) -> PredictResponse:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, str(error), headers={"Retry-After": str(error.retry_after_s)}
         ) from error
-    scores, best = prediction.probs.max(dim=1)
-    predictions = [
-        LabelScore(
-            label=prediction.labels[index],
-            score=score,
-            scores=dict(zip(prediction.labels, row.tolist())) if body.return_all_scores else None,
-        )
-        for score, index, row in zip(scores.tolist(), best.tolist(), prediction.probs)
-    ]
-    return PredictResponse(model=prediction.model_id, predictions=predictions)
+    labels = prediction.labels
+    predictions = []
+    for row in prediction.probs:
+        best = max(range(len(row)), key=row.__getitem__)
+        answer = {"label": labels[best], "score": row[best]}
+        if body.return_all_scores:
+            answer["scores"] = dict(zip(labels, row))
+        predictions.append(answer)
+    # built as plain JSON: PredictResponse documents this shape, re-validating it would cost more than the rest
+    return JSONResponse({"model": prediction.model_id, "predictions": predictions})
