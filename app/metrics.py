@@ -29,7 +29,7 @@ PREDICT_BATCH_SIZE = Histogram(
 PREDICT_BATCH_TOKENS = Histogram(
     "predict_batch_tokens",
     "Padded tokens (batch size x longest input) per model forward pass.",
-    buckets=(64, 256, 1024, 2048, 4096, 8192, 16384, 32768),
+    buckets=(32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384),
 )
 PREDICT_BATCH_SECONDS = Histogram(
     "predict_batch_seconds",

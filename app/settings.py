@@ -33,8 +33,10 @@ class Settings(BaseSettings):
     port: int = Field(8000, description="Port `make run` listens on.")
 
     # serving
-    max_batch_tokens: int = Field(8192, gt=0, description="Token budget of one /predict batch.")
-    max_batch_wait_ms: float = Field(5, ge=0, description="Longest a /predict request waits for others to batch with.")
+    max_batch_tokens: int = Field(
+        512, gt=0, description="Token budget of one /predict batch (batch size x its longest input)."
+    )
+    max_batch_wait_ms: float = Field(2, ge=0, description="Longest a /predict request waits for others to batch with.")
     max_queue_inputs: int = Field(4096, gt=0, description="Inputs waiting for /predict beyond which it answers 503.")
     model_cache_size: int = Field(2, gt=0, description="Fine-tuned models kept loaded for /predict.")
     predict_quantize: str | None = Field(None, description="int8: dynamic int8 quantization of Linear layers.")

@@ -23,7 +23,7 @@ from model_core.config import ModelConfig
 CHUNK_OVERHEAD_TOKENS = 128
 
 
-def length_chunks(lengths: list[int], overhead: int = CHUNK_OVERHEAD_TOKENS) -> list[tuple[int, int]]:
+def length_chunks(lengths: list[int], overhead: int) -> list[tuple[int, int]]:
     """Splits ascending `lengths` into row ranges [start, end) minimising padded slots (rows x longest, summed
     over the ranges) plus `overhead` per range: exact dynamic programming over the distinct lengths."""
     values, counts = np.unique(np.asarray(lengths), return_counts=True)  # ascending distinct lengths
@@ -79,7 +79,7 @@ class Packing:
         lengths = input_mask.sum(1)  # (B,)
         offsets = lengths.cumsum(0) - lengths  # (B,) first packed row of each sequence
         chunks = []
-        for start, end in length_chunks(lengths.tolist()):
+        for start, end in length_chunks(lengths.tolist(), CHUNK_OVERHEAD_TOKENS):
             mask = input_mask[start:end, : int(lengths[end - 1])].bool()  # (b, t)
             first_token, last_token = int(offsets[start]), int(offsets[end - 1] + lengths[end - 1])
             chunks.append(Chunk(tokens=slice(first_token, last_token), index=mask.flatten().nonzero().squeeze(1),

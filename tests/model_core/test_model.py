@@ -1,8 +1,11 @@
+import itertools
+import random
+
 import torch
 import torch.nn.functional as F
 
 from model_core.config import ModelConfig
-from model_core.model import Classifier
+from model_core.model import CHUNK_OVERHEAD_TOKENS, Classifier, Packing, length_chunks
 
 from .conftest import FINETUNE_MAX_LEN, PAIRS, TEXTS
 
@@ -21,6 +24,7 @@ def test_logits_equal_transformers_in_a_large_padded_batch(minilm_classifier, mi
                                                            hf_classifier, hf_tokenizer):
     texts = [f"sentence number {i} " * (i % 7 + 1) for i in range(33)]
     ours = minilm_tokenizer.encode(texts, None, FINETUNE_MAX_LEN)
+    assert len(Packing.of(ours.input_mask[ours.input_mask.sum(1).argsort()]).chunks) > 1  # attended in groups
     theirs = hf_tokenizer(texts, padding=True, truncation=True, max_length=FINETUNE_MAX_LEN, return_tensors="pt")
     with torch.no_grad():
         logits = minilm_classifier(ours.input_ids, ours.segment_ids, ours.input_mask)
@@ -87,3 +91,27 @@ def test_gradients_equal_transformers(minilm_classifier, minilm_tokenizer, hf_cl
     finally:
         minilm_classifier.zero_grad(set_to_none=True)
         hf_classifier.zero_grad(set_to_none=True)
+
+
+def cheapest_split_by_brute_force(lengths: list[int], overhead: int) -> float:
+    """Tries every way to cut the ascending lengths into consecutive ranges."""
+    best = float("inf")
+    for cuts in itertools.product([False, True], repeat=len(lengths) - 1):
+        bounds = [0] + [i + 1 for i, cut in enumerate(cuts) if cut] + [len(lengths)]
+        best = min(best, sum((end - start) * lengths[end - 1] + overhead for start, end in zip(bounds, bounds[1:])))
+    return best
+
+
+def test_length_chunks_is_the_cheapest_split_into_consecutive_ranges():
+    rng = random.Random(0)
+    for _ in range(200):
+        lengths = sorted(rng.randint(2, 128) for _ in range(rng.randint(1, 9)))
+        overhead = rng.choice([0, 16, CHUNK_OVERHEAD_TOKENS, 1000])
+        ranges = length_chunks(lengths, overhead)
+        assert [start for start, _ in ranges] == [0] + [end for _, end in ranges[:-1]]  # consecutive
+        assert ranges[-1][1] == len(lengths)
+        cost = sum((end - start) * lengths[end - 1] + overhead for start, end in ranges)
+        assert cost == cheapest_split_by_brute_force(lengths, overhead)
+    assert length_chunks([5, 5, 5], 0) == [(0, 3)]  # equal lengths never split
+    assert length_chunks([3, 100], 1000) == [(0, 2)]  # a group is not worth its overhead
+    assert length_chunks([3, 100], 0) == [(0, 1), (1, 2)]

@@ -34,6 +34,7 @@ async def test_metrics(served):
     assert grew("http_request_duration_seconds_count", method="POST", route="/predict", status="200") == 1
     assert grew("predict_batch_size_count") >= 1 and grew("predict_batch_size_sum") == 2
     assert grew("predict_queue_wait_seconds_count") == 2
+    assert grew("predict_batch_seconds_count") == grew("predict_batch_size_count")
     assert value(after, "model_load_seconds_count") >= 1  # the deployed model was loaded for /predict
     assert value(after, "predict_pending_inputs") == 0
     assert value(after, "jobs", status="succeeded") == 2  # the two jobs that registered the fixture's models

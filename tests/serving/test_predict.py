@@ -1,7 +1,9 @@
 """POST /predict: the contract's inputs and errors, dynamic batching under concurrency, queue-full 503,
 and a deploy switch with requests in flight."""
 import asyncio
+import os
 import random
+import threading
 
 import pytest
 
@@ -216,6 +218,25 @@ async def test_int8_serving_is_close_to_fp32(served, tmp_path, classifier_dirs, 
     assert max(gaps) > 0  # quantized: not the fp32 model
     # yet close: the test head's large random weights amplify int8 error (bench/serving.py measures a trained one)
     assert sum(a["label"] == b["label"] for a, b in zip(fp32, int8)) >= 12
+
+
+async def test_workers_run_batches_at_the_same_time(tmp_path, classifier_dirs, monkeypatch):
+    """PREDICT_WORKERS=2: two batches run their forward passes at once (each waits for the other to start)."""
+    async with serving_app(tmp_path, classifier_dirs, predict_workers=2, max_batch_tokens=64) as serving:
+        service = serving.app.state.prediction_service
+        assert service.torch_threads == max(1, len(os.sched_getaffinity(0)) // 2)
+        alone = await probabilities_alone(serving.client, ["first " * 40, "second " * 40])  # 42 tokens each
+        predictor = service.models.cached(serving.model_a)
+        forward, both_running = predictor.predict_tokenized, threading.Barrier(2, timeout=10)
+
+        def forward_once_both_run(encodings):
+            both_running.wait()  # broken (and the requests fail) unless the other batch starts meanwhile
+            return forward(encodings)
+
+        monkeypatch.setattr(predictor, "predict_tokenized", forward_once_both_run)
+        answers = await asyncio.gather(*(predict(serving.client, [text], return_all_scores=True) for text in alone))
+        for text, answer in zip(alone, answers):
+            assert_scores_equal(answer["predictions"][0], alone[text])
 
 
 def test_unknown_quantization_fails_at_startup(tmp_path):
