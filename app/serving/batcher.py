@@ -71,7 +71,7 @@ class Batcher:
         self._free_workers = asyncio.Semaphore(workers)
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="predict")
         self._loop_task: asyncio.Task | None = None
-        self._running: set[asyncio.Task] = set()  # batches on the inference threads
+        self._running: set[asyncio.Task] = set()  # batches on the inference threads, or being answered
 
     async def start(self) -> None:
         self._loop_task = asyncio.create_task(self._batch_loop(), name="predict-batcher")
@@ -116,16 +116,10 @@ class Batcher:
                 oldest = self._queue[0]
                 await self._wait_for_more(oldest)
                 batch = self._take_batch(oldest.request.model)
-                if not batch:  # every queued input of that model was cancelled
+                if batch:
+                    self._start_batch(loop, oldest.request.model, batch)
+                else:  # every queued input of that model was cancelled
                     self._free_workers.release()
-                    continue
-                task = asyncio.create_task(self._run_batch(loop, oldest.request.model, batch))
-                self._running.add(task)
-                task.add_done_callback(self._batch_done)
-
-    def _batch_done(self, task: asyncio.Task) -> None:
-        self._running.discard(task)
-        self._free_workers.release()
 
     async def _wait_for_more(self, oldest: _Item) -> None:
         """Until the oldest input has waited max_batch_wait_s, or its model's queued inputs fill a batch."""
@@ -165,9 +159,9 @@ class Batcher:
         self._queue = kept
         return sorted(batch, key=lambda item: item.n_tokens)
 
-    async def _run_batch(self, loop: asyncio.AbstractEventLoop, model: BatchModel, batch: list[_Item]) -> None:
-        """Runs the length-sorted batch as one forward pass on the inference thread, then answers each request
-        whose inputs are now all done."""
+    def _start_batch(self, loop: asyncio.AbstractEventLoop, model: BatchModel, batch: list[_Item]) -> None:
+        """Hands the length-sorted batch to an inference thread now. Its worker is free again the moment the
+        forward pass ends, before the batch's requests are answered, so the next batch starts first."""
         started = time.perf_counter()
         for item in batch:
             metrics.PREDICT_QUEUE_WAIT.observe(started - item.enqueued_at)
@@ -179,8 +173,16 @@ class Batcher:
             with metrics.PREDICT_BATCH_SECONDS.time():
                 return model.predict_tokenized(encodings).tolist()
 
+        rows = loop.run_in_executor(self._executor, forward)
+        rows.add_done_callback(lambda _: self._free_workers.release())
+        answering = asyncio.create_task(self._answer(batch, rows))
+        self._running.add(answering)
+        answering.add_done_callback(self._running.discard)
+
+    async def _answer(self, batch: list[_Item], rows_future: asyncio.Future) -> None:
+        """Each request whose inputs are now all done gets its rows."""
         try:
-            rows = await loop.run_in_executor(self._executor, forward)
+            rows = await rows_future
         except asyncio.CancelledError:
             _fail((item.request for item in batch), RuntimeError("the prediction service is shutting down"))
             raise
