@@ -141,7 +141,10 @@ class Tokenizer:
     def encode_each(self, texts: list[str], pairs: list[str | None] | None = None,
                     max_len: int = 512) -> list[Encoding]:
         """One unpadded encoding per input, truncated to max_len; `len(encoding)` is its token count."""
-        return self._for_max_len(max_len).encode_batch_fast(self._inputs(texts, pairs))
+        tok, inputs = self._for_max_len(max_len), self._inputs(texts, pairs)
+        if len(inputs) == 1:  # without the batch call's thread pool: a hand-off costs more than one input
+            return [tok.encode(*inputs[0]) if isinstance(inputs[0], tuple) else tok.encode(inputs[0])]
+        return tok.encode_batch_fast(inputs)
 
     def pad(self, encodings: list[Encoding]) -> Encoded:
         """Encodings from encode_each, right-padded with [PAD] to the longest, as one batch."""

@@ -130,3 +130,12 @@ def test_encode_from_many_threads_with_different_max_lens(minilm_tokenizer):
     for thread in threads:
         thread.join()
     assert failures == []
+
+
+def test_one_input_encodes_like_the_same_input_in_a_batch(minilm_tokenizer):
+    texts, pairs = ["A gripping film, beautifully acted.", "dull"], ["the plot", None]
+    batch = minilm_tokenizer.encode_each(texts, pairs, 8)
+    for i in range(2):
+        (alone,) = minilm_tokenizer.encode_each(texts[i:i + 1], pairs[i:i + 1], 8)
+        assert (alone.ids, alone.type_ids) == (batch[i].ids, batch[i].type_ids)
+    assert len(batch[0]) == 8 and batch[0].type_ids[-1] == 1  # the pair is truncated longest-first, not dropped
