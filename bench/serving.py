@@ -181,7 +181,7 @@ class Sizes:
     train_sentences: int  # SST-2 train sentences the bench model is fine-tuned on
 
 
-QUICK, FULL = Sizes(96, 32, 30, 200, 256), Sizes(None, 256, 300, None, 2000)
+QUICK, FULL = Sizes(96, 32, 30, 200, 256), Sizes(None, None, 300, None, 2000)
 
 
 def run(quick: bool) -> list[dict]:

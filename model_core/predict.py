@@ -3,6 +3,7 @@ No batching policy here: the caller decides which inputs go together."""
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -10,6 +11,7 @@ from tokenizers import Encoding
 from torch import nn
 
 from model_core.checkpoint import LoadedModel, load_model
+from model_core.tokenization import TokenIds, Tokenizer
 
 QUANTIZE_MODES = ("int8",)
 
@@ -37,15 +39,13 @@ class Predictor:
         return cls(loaded, device)
 
     def tokenize(self, pairs: list[tuple[str, str | None]]) -> list[Encoding]:
-        """One encoding per input, truncated to max_len ([CLS]/[SEP] included); `len()` is its token count."""
-        texts, text_pairs = self._split(pairs)
-        return self.tokenizer.encode_each(texts, text_pairs, self.max_len)
+        return tokenize_pairs(self.tokenizer, pairs, self.max_len)
 
     def predict_proba(self, pairs: list[tuple[str, str | None]]) -> torch.Tensor:
         """(N, n_labels) float32 class probabilities, in input order; texts over max_len are truncated."""
         return self.predict_tokenized(self.tokenize(pairs))
 
-    def predict_tokenized(self, encodings: list[Encoding]) -> torch.Tensor:
+    def predict_tokenized(self, encodings: Sequence[Encoding | TokenIds]) -> torch.Tensor:
         """predict_proba on inputs already tokenized by `tokenize` (batches of similar length pad least)."""
         if not encodings:
             return torch.empty(0, len(self.labels))
@@ -55,8 +55,10 @@ class Predictor:
                                 batch.input_mask.to(self.device))  # (N, L)
             return logits.float().softmax(dim=-1).cpu()
 
-    @staticmethod
-    def _split(pairs: list[tuple[str, str | None]]) -> tuple[list[str], list[str | None] | None]:
-        texts = [text for text, _ in pairs]
-        text_pairs = [pair for _, pair in pairs]
-        return texts, (text_pairs if any(p is not None for p in text_pairs) else None)
+
+def tokenize_pairs(tokenizer: Tokenizer, pairs: list[tuple[str, str | None]], max_len: int) -> list[Encoding]:
+    """One encoding per (text, text_pair) input, truncated to max_len ([CLS]/[SEP] included); `len()` is its
+    token count."""
+    texts = [text for text, _ in pairs]
+    text_pairs = [pair for _, pair in pairs]
+    return tokenizer.encode_each(texts, text_pairs if any(p is not None for p in text_pairs) else None, max_len)

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -34,6 +36,13 @@ class Encoded:
     input_ids: torch.Tensor  # (B, T) token ids, padded with [PAD]
     segment_ids: torch.Tensor  # (B, T) 0 for [CLS] a [SEP], 1 for b [SEP]
     input_mask: torch.Tensor  # (B, T) 1 for real tokens, 0 for padding
+
+
+class TokenIds(NamedTuple):
+    """An encoding's ids alone: what `pad` reads, and all that crosses a process boundary."""
+
+    ids: list[int]
+    type_ids: list[int]
 
 
 def read_vocab(vocab_path: str | Path) -> dict[str, int]:
@@ -146,14 +155,14 @@ class Tokenizer:
             return [tok.encode(*inputs[0]) if isinstance(inputs[0], tuple) else tok.encode(inputs[0])]
         return tok.encode_batch_fast(inputs)
 
-    def pad(self, encodings: list[Encoding]) -> Encoded:
-        """Encodings from encode_each, right-padded with [PAD] to the longest, as one batch."""
-        T = max((len(e) for e in encodings), default=0)
+    def pad(self, encodings: Sequence[Encoding | TokenIds]) -> Encoded:
+        """Encodings from encode_each (or their TokenIds), right-padded with [PAD] to the longest, as one batch."""
+        T = max((len(e.ids) for e in encodings), default=0)
         input_ids = np.full((len(encodings), T), self.pad_id, dtype=np.int64)
         segment_ids = np.zeros((len(encodings), T), dtype=np.int64)
         input_mask = np.zeros((len(encodings), T), dtype=np.int64)
         for row, encoding in enumerate(encodings):
-            n = len(encoding)
+            n = len(encoding.ids)
             input_ids[row, :n] = encoding.ids
             segment_ids[row, :n] = encoding.type_ids
             input_mask[row, :n] = 1

@@ -61,3 +61,9 @@ class ModelCache(Generic[LoadedModel]):
 
     def evict(self, model_id: str) -> None:
         self._models.pop(model_id, None)
+
+    def clear(self) -> list[LoadedModel]:
+        """Empties the cache; returns what it held."""
+        models = list(self._models.values())
+        self._models.clear()
+        return models

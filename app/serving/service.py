@@ -14,15 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-import torch
 from sqlalchemy.orm import Session
 
 from app.db import store
 from app.db.models import ModelRecord
 from app.serving.batcher import Batcher, TextPair
 from app.serving.model_cache import ModelCache
+from app.serving.replicas import ReplicatedModel
 from app.settings import Settings
-from model_core.predict import QUANTIZE_MODES, Predictor
+from model_core.predict import QUANTIZE_MODES
 
 DEPLOYED_REFRESH_S = 1.0
 Result = TypeVar("Result")
@@ -52,23 +52,24 @@ class PredictionService:
         self.settings = settings
         self._session_factory = session_factory
         cores = len(os.sched_getaffinity(0))  # the cores this process may run on (a container's CPU set)
-        workers = settings.predict_workers or cores
-        self.torch_threads = settings.torch_threads or max(1, cores // workers)
+        self.workers = settings.predict_workers or cores
+        self.torch_threads = settings.torch_threads or max(1, cores // self.workers)
         self.batcher = Batcher(settings.max_batch_tokens, settings.max_batch_wait_ms / 1000, settings.max_queue_inputs,
-                               workers)
-        self.models: ModelCache[Predictor] = ModelCache(settings.model_cache_size, self._load)
+                               self.workers)
+        self.models: ModelCache[ReplicatedModel] = ModelCache(settings.model_cache_size, self._load)
         self._deployed: tuple[str, Path] | None = None  # (id, directory) as last read from the store
         self._deployed_read_at = float("-inf")
 
     async def start(self) -> None:
-        torch.set_num_threads(self.torch_threads)
         await self.batcher.start()
 
     async def stop(self) -> None:
         await self.batcher.stop()
+        for model in self.models.clear():
+            model.close()
 
-    def _load(self, model_dir: Path) -> Predictor:
-        return Predictor.load(model_dir, quantize=self.settings.predict_quantize)
+    def _load(self, model_dir: Path) -> ReplicatedModel:
+        return ReplicatedModel(model_dir, self.workers, self.torch_threads, self.settings.predict_quantize)
 
     async def _in_store(self, query: Callable[[Session], Result]) -> Result:
         def run() -> Result:
@@ -94,13 +95,15 @@ class PredictionService:
             raise NoModelDeployed("no model is deployed: deploy one with POST /models/{id}/deploy")
         return self._deployed
 
-    async def _model(self, model_id: str | None) -> tuple[str, Predictor]:
+    async def _model(self, model_id: str | None) -> tuple[str, ReplicatedModel]:
         if model_id is None:
             model_id, model_dir = await self._deployed_model()
-        elif (predictor := self.models.cached(model_id)) is not None:
-            return model_id, predictor
+        elif (model := self.models.cached(model_id)) is not None and not model.broken:
+            return model_id, model
         else:
             model_dir = Path((await self._record(model_id)).path)
+        if (model := self.models.cached(model_id)) is not None and model.broken:  # a replica died: load anew
+            self.models.evict(model_id)
         return model_id, await self.models.get(model_id, model_dir)
 
     async def predict(self, model_id: str | None, pairs: list[TextPair]) -> Prediction:

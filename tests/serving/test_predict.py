@@ -239,6 +239,23 @@ async def test_workers_run_batches_at_the_same_time(tmp_path, classifier_dirs, m
             assert_scores_equal(answer["predictions"][0], alone[text])
 
 
+async def test_a_dead_replica_is_503_then_the_model_is_loaded_again(tmp_path, classifier_dirs):
+    async with serving_app(tmp_path, classifier_dirs, predict_workers=1) as serving:
+        expected = await predict(serving.client, ["a fine film"], return_all_scores=True)
+        service = serving.app.state.prediction_service
+        model = service.models.cached(serving.model_a)
+        (replica,) = model.processes
+        replica.kill()
+        replica.join()
+        response = await serving.client.post("/predict", json={"inputs": ["a fine film"]})
+        assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+        assert "inference process died" in response.json()["detail"]
+        assert await predict(serving.client, ["a fine film"], return_all_scores=True) == expected
+        reloaded = service.models.cached(serving.model_a)
+        assert reloaded is not model and all(process.is_alive() for process in reloaded.processes)
+    assert not any(process.is_alive() for process in reloaded.processes)  # stopped with the app
+
+
 def test_unknown_quantization_fails_at_startup(tmp_path):
     with pytest.raises(ValueError, match="PREDICT_QUANTIZE"):
         PredictionService(Settings(database_url="sqlite:///:memory:", predict_quantize="int4"), lambda: None)

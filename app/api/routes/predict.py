@@ -5,6 +5,7 @@ from fastapi.responses import JSONResponse
 from app.api.routes.models import ServiceDep
 from app.auth import require_predict
 from app.serving.batcher import QueueFull
+from app.serving.replicas import ReplicaDied
 from app.serving.schemas import MAX_PREDICT_INPUTS, PredictRequest, PredictResponse
 from app.serving.service import ModelNotFound, NoModelDeployed
 from model_core.checkpoint import CheckpointError
@@ -20,7 +21,8 @@ router = APIRouter(tags=["predict"], dependencies=[Depends(require_predict)])
         404: {"description": "Unknown model."},
         409: {"description": "No model is deployed and none was named, or the model's files cannot be loaded."},
         422: {"description": f"Empty inputs, more than {MAX_PREDICT_INPUTS}, a non-string input or an unknown field."},
-        503: {"description": "The prediction queue is full; retry after the Retry-After header's seconds."},
+        503: {"description": "The prediction queue is full, or an inference process died; retry after the "
+                            "Retry-After header's seconds."},
     },
 )
 async def predict(body: PredictRequest, service: ServiceDep) -> JSONResponse:
@@ -37,6 +39,8 @@ async def predict(body: PredictRequest, service: ServiceDep) -> JSONResponse:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, str(error), headers={"Retry-After": str(error.retry_after_s)}
         ) from error
+    except ReplicaDied as error:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(error), headers={"Retry-After": "1"}) from error
     labels = prediction.labels
     predictions = []
     for row in prediction.probs:

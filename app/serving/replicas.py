@@ -1,0 +1,108 @@
+"""A fine-tuned model served by replica processes, one per inference worker (PREDICT_WORKERS), each running
+forward passes outside this process: inference never waits for the GIL the event loop holds, nor the loop for it
+(measured: forward passes 10% shorter and 7% more sentences/s over HTTP than threads in one process).
+
+This process keeps what a request needs before inference (the tokenizer, labels, max_len) and sends each
+batch's token ids to a free replica over a pipe; the replica answers with the batch's class probabilities.
+A replica that dies fails its batch with ReplicaDied and marks the model `broken`, so the service loads it
+anew. The replicas stop when the model is closed or garbage-collected (evicted and no request still using it).
+"""
+from __future__ import annotations
+
+import multiprocessing
+import queue
+import weakref
+from collections.abc import Sequence
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+
+import torch
+from tokenizers import Encoding
+
+from model_core.checkpoint import CheckpointError
+from model_core.predict import Predictor, tokenize_pairs
+from model_core.tokenization import TokenIds, Tokenizer
+
+STOP = None  # sent to a replica: exit
+
+
+class ReplicaDied(RuntimeError):
+    """A replica process ended in the middle of a batch."""
+
+
+def _replica_main(pipe: Connection, model_dir: str, quantize: str | None, torch_threads: int) -> None:
+    """A replica: load the model, say ("ready", labels, max_len) or ("error", message), then answer batches."""
+    torch.set_num_threads(torch_threads)
+    try:
+        predictor = Predictor.load(model_dir, quantize=quantize)
+    except CheckpointError as error:
+        pipe.send(("error", str(error)))
+        return
+    pipe.send(("ready", predictor.labels, predictor.max_len))
+    while (batch := pipe.recv()) is not STOP:
+        pipe.send(predictor.predict_tokenized(batch))
+
+
+def _stop(processes: list[BaseProcess], pipes: list[Connection]) -> None:
+    for pipe in pipes:
+        try:
+            pipe.send(STOP)
+        except OSError:  # that replica is gone already
+            pass
+        pipe.close()
+    for process in processes:
+        process.join(timeout=5)
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+
+class ReplicatedModel:
+    """The Batcher's model: `tokenize` here, `predict_tokenized` on whichever replica is free."""
+
+    def __init__(self, model_dir: Path, replicas: int, torch_threads: int, quantize: str | None = None):
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: no copied threads or event loop
+        self.processes: list[BaseProcess] = []
+        pipes: list[Connection] = []
+        for index in range(replicas):
+            pipe, replica_end = context.Pipe()
+            process = context.Process(target=_replica_main, name=f"predict-replica-{index}", daemon=True,
+                                      args=(replica_end, str(model_dir), quantize, torch_threads))
+            process.start()
+            replica_end.close()
+            self.processes.append(process)
+            pipes.append(pipe)
+        self._stop = weakref.finalize(self, _stop, self.processes, pipes)
+        try:
+            answers = [pipe.recv() for pipe in pipes]
+        except EOFError:
+            self.close()
+            raise CheckpointError(f"{model_dir}: a replica process died while loading the model") from None
+        if errors := [answer[1] for answer in answers if answer[0] == "error"]:
+            self.close()
+            raise CheckpointError(errors[0])
+        _, self.labels, self.max_len = answers[0]
+        self.tokenizer = Tokenizer.from_dir(model_dir)
+        self.broken = False  # a replica died: load the model again
+        self._free: queue.SimpleQueue[Connection] = queue.SimpleQueue()
+        for pipe in pipes:
+            self._free.put(pipe)
+
+    def tokenize(self, pairs: list[tuple[str, str | None]]) -> list[Encoding]:
+        return tokenize_pairs(self.tokenizer, pairs, self.max_len)
+
+    def predict_tokenized(self, encodings: Sequence[Encoding]) -> torch.Tensor:
+        """(N, n_labels) probabilities from a free replica; blocks while all are busy."""
+        pipe = self._free.get()
+        try:
+            pipe.send([TokenIds(encoding.ids, encoding.type_ids) for encoding in encodings])
+            probs = pipe.recv()
+        except (EOFError, OSError) as error:
+            self.broken = True
+            raise ReplicaDied("an inference process died; the model is being loaded again, retry") from error
+        self._free.put(pipe)
+        return probs
+
+    def close(self) -> None:
+        self._stop()
