@@ -41,7 +41,8 @@ class Settings(BaseSettings):
     model_cache_size: int = Field(2, gt=0, description="Fine-tuned models kept loaded for /predict.")
     predict_quantize: str | None = Field(None, description="int8: dynamic int8 quantization of Linear layers.")
     predict_workers: int | None = Field(
-        None, gt=0, description="Forward passes /predict runs at once, one inference thread each; unset: one per core."
+        None, gt=0, description="Forward passes /predict runs at once, each model in as many replica processes; "
+        "unset: one per core."
     )
     torch_threads: int | None = Field(
         None, gt=0, description="torch intra-op threads of each /predict forward pass; unset: cores / PREDICT_WORKERS."

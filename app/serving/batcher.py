@@ -3,11 +3,12 @@
 A request's inputs are tokenized once (on the event loop when small, else in a worker thread) and put on one
 queue. A single loop coalesces queued inputs of the same model into batches bounded by a token budget (counted
 with padding: batch size x longest input) and a maximum wait, sorts each batch by length and runs it as one
-forward pass on an inference thread off the event loop. There are `workers` inference threads: on a CPU, one
-single-threaded forward pass per core beats one pass spread over every core (no barrier per op, and a core
-lost to the HTTP layer slows one pass, not all), so the loop starts a batch whenever a thread is free and the
-rest queue up meanwhile. Each request is answered once all of its inputs are, in its own input order. Knows
-nothing of HTTP or of the store: a model is anything with `tokenize` and `predict_tokenized`.
+forward pass off the event loop, `workers` batches at once (one thread each, waiting on the model; a
+ReplicatedModel runs each pass in its own process): on a CPU, one single-threaded pass per core beats one pass
+spread over every core (no barrier per op, and a core lost to the HTTP layer slows one pass, not all), so the
+loop starts a batch whenever a worker is free and the rest queue up meanwhile. Each request is answered once
+all of its inputs are, in its own input order. Knows nothing of HTTP or of the store: a model is anything with
+`tokenize` and `predict_tokenized`.
 """
 import asyncio
 import time
