@@ -126,7 +126,8 @@ def _raw_sentences_per_s(predictor: Predictor, sentences: list[str], workers: in
     """In process, no HTTP, no queue: length-sorted batches of RAW_BATCH straight into the model, `workers`
     forward passes at once with the machine's cores split between them (as PREDICT_WORKERS does)."""
     pairs = [(sentence, None) for sentence in sentences]
-    order = sorted(range(len(pairs)), key=lambda i: len(predictor.tokenize([pairs[i]])[0]))
+    encodings = predictor.tokenize(pairs)
+    order = sorted(range(len(pairs)), key=lambda i: len(encodings[i]))
     batches = [[pairs[i] for i in order[start:start + RAW_BATCH]] for start in range(0, len(order), RAW_BATCH)]
     torch.set_num_threads(max(1, CORES // workers))
     with ThreadPoolExecutor(workers) as pool:

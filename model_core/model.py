@@ -3,7 +3,8 @@
 Parameter names are ours; model_core.checkpoint maps them to and from Hugging Face names
 (the fused attention.qkv is HF's query/key/value concatenated along the output dimension).
 Padding costs nothing but attention: every layer except attention runs on the N real tokens of
-the batch, packed as (N, D); attention unpacks them to (B, T) and masks the padding.
+the batch, packed as (N, D); attention unpacks each group of similar-length rows to (b, t), padded
+only to that group's longest, and masks the padding.
 Shapes: B batch, T tokens, N real tokens, D dim, nh heads, hs head size (D // nh), F dim_ff, L labels.
 """
 from __future__ import annotations

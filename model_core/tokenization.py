@@ -80,7 +80,7 @@ class Tokenizer:
         self.strip_accents = strip_accents  # None: follow lowercase (as BERT does)
         self.model_max_length = model_max_length  # max_len the model was fine-tuned with, if known
         self.pad_id = vocab["[PAD]"]
-        self._base = self._build_pipeline()  # no truncation, no padding: used for lengths
+        self._base = self._build_pipeline()  # no truncation: copied per max_len, and for tokenize
         self._per_max_len: dict[int, HFTokenizer] = {}
         self._lock = threading.Lock()
 
@@ -170,8 +170,7 @@ class Tokenizer:
 
     def lengths(self, texts: list[str], pairs: list[str | None] | None = None, max_len: int = 512) -> list[int]:
         """Token count of each input after truncation to max_len, [CLS]/[SEP] included."""
-        encodings = self._base.encode_batch_fast(self._inputs(texts, pairs))
-        return [min(len(e.ids), max_len) for e in encodings]
+        return [len(encoding) for encoding in self.encode_each(texts, pairs, max_len)]
 
     def tokenize(self, text: str) -> list[str]:
         """WordPiece tokens of one text, without special tokens (for inspection and tests)."""

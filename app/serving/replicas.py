@@ -4,8 +4,9 @@ forward passes outside this process: inference never waits for the GIL the event
 
 This process keeps what a request needs before inference (the tokenizer, labels, max_len) and sends each
 batch's token ids to a free replica over a pipe; the replica answers with the batch's class probabilities.
-A replica that dies fails its batch with ReplicaDied and marks the model `broken`, so the service loads it
-anew. The replicas stop when the model is closed or garbage-collected (evicted and no request still using it).
+A replica that dies fails its batch (and any later one sent to it) with ReplicaDied; the service then drops
+the model and loads it anew. The replicas stop when the model is closed or garbage-collected (evicted and no
+request still using it).
 """
 from __future__ import annotations
 
@@ -84,7 +85,6 @@ class ReplicatedModel:
             raise CheckpointError(errors[0])
         _, self.labels, self.max_len = answers[0]
         self.tokenizer = Tokenizer.from_dir(model_dir)
-        self.broken = False  # a replica died: load the model again
         self._free: queue.SimpleQueue[Connection] = queue.SimpleQueue()
         for pipe in pipes:
             self._free.put(pipe)
@@ -97,12 +97,11 @@ class ReplicatedModel:
         pipe = self._free.get()
         try:
             pipe.send([TokenIds(encoding.ids, encoding.type_ids) for encoding in encodings])
-            probs = pipe.recv()
+            return pipe.recv()
         except (EOFError, OSError) as error:
-            self.broken = True
             raise ReplicaDied("an inference process died; the model is being loaded again, retry") from error
-        self._free.put(pipe)
-        return probs
+        finally:
+            self._free.put(pipe)  # a dead replica's pipe too: whoever takes it next fails at once, not waits forever
 
     def close(self) -> None:
         self._stop()

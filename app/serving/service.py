@@ -20,7 +20,7 @@ from app.db import store
 from app.db.models import ModelRecord
 from app.serving.batcher import Batcher, TextPair
 from app.serving.model_cache import ModelCache
-from app.serving.replicas import ReplicatedModel
+from app.serving.replicas import ReplicaDied, ReplicatedModel
 from app.settings import Settings
 from model_core.predict import QUANTIZE_MODES
 
@@ -98,19 +98,22 @@ class PredictionService:
     async def _model(self, model_id: str | None) -> tuple[str, ReplicatedModel]:
         if model_id is None:
             model_id, model_dir = await self._deployed_model()
-        elif (model := self.models.cached(model_id)) is not None and not model.broken:
+        elif (model := self.models.cached(model_id)) is not None:
             return model_id, model
         else:
             model_dir = Path((await self._record(model_id)).path)
-        if (model := self.models.cached(model_id)) is not None and model.broken:  # a replica died: load anew
-            self.models.evict(model_id)
         return model_id, await self.models.get(model_id, model_dir)
 
     async def predict(self, model_id: str | None, pairs: list[TextPair]) -> Prediction:
-        """Raises ModelNotFound, NoModelDeployed or batcher.QueueFull."""
-        model_id, predictor = await self._model(model_id)
-        probs = await self.batcher.predict(predictor, pairs)
-        return Prediction(model_id, predictor.labels, probs)
+        """Raises ModelNotFound, NoModelDeployed, batcher.QueueFull or ReplicaDied."""
+        model_id, model = await self._model(model_id)
+        try:
+            probs = await self.batcher.predict(model, pairs)
+        except ReplicaDied:
+            if self.models.cached(model_id) is model:  # not yet replaced: the next request loads it anew
+                self.models.evict(model_id)
+            raise
+        return Prediction(model_id, model.labels, probs)
 
     async def deploy(self, model_id: str) -> ModelRecord:
         """Loads the model fully, then makes it the deployed one in the store and for this process."""

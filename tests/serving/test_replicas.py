@@ -6,7 +6,7 @@ import multiprocessing
 import pytest
 import torch
 
-from app.serving.replicas import ReplicatedModel
+from app.serving.replicas import ReplicaDied, ReplicatedModel
 from model_core.checkpoint import CheckpointError
 from model_core.predict import Predictor
 
@@ -42,3 +42,15 @@ def test_replicas_stop_when_the_model_is_dropped(classifier_dirs):
     gc.collect()
     process.join(timeout=10)
     assert not process.is_alive()
+
+
+def test_every_batch_sent_to_a_dead_replica_fails_at_once(classifier_dirs):
+    model = ReplicatedModel(classifier_dirs[0], replicas=1, torch_threads=1)
+    (process,) = model.processes
+    process.kill()
+    process.join()
+    encodings = model.tokenize(INPUTS)
+    for _ in range(2):  # the second would wait forever for a free replica if the dead one's pipe were dropped
+        with pytest.raises(ReplicaDied):
+            model.predict_tokenized(encodings)
+    model.close()
