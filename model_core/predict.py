@@ -2,6 +2,8 @@
 No batching policy here: the caller decides which inputs go together."""
 from __future__ import annotations
 
+import ctypes
+import platform
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +16,9 @@ from model_core.checkpoint import LoadedModel, load_model
 from model_core.tokenization import TokenIds, Tokenizer
 
 QUANTIZE_MODES = ("int8",)
+# glibc mallopt parameters (malloc.h) and the size below which freed memory is kept for reuse
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+KEPT_ALLOCATION_BYTES = 64 << 20
 
 
 class Predictor:
@@ -36,6 +41,8 @@ class Predictor:
             with warnings.catch_warnings():  # torch.ao eager quantization is deprecated (moving to torchao)
                 warnings.simplefilter("ignore")
                 loaded.model = torch.ao.quantization.quantize_dynamic(loaded.model, {nn.Linear}, dtype=torch.qint8)
+        elif torch.device(device).type == "cpu" and torch.backends.mkldnn.is_available():
+            use_onednn_linears(loaded.model)
         return cls(loaded, device)
 
     def tokenize(self, pairs: list[tuple[str, str | None]]) -> list[Encoding]:
@@ -54,6 +61,50 @@ class Predictor:
             logits = self.model(batch.input_ids.to(self.device), batch.segment_ids.to(self.device),
                                 batch.input_mask.to(self.device))  # (N, L)
             return logits.float().softmax(dim=-1).cpu()
+
+
+class OneDNNLinear(nn.Module):
+    """An inference-only nn.Linear on CPU through oneDNN, its weight reordered once into oneDNN's layout.
+
+    torch's own CPU Linear calls MKL's sgemm, which runs its AVX2 code on AMD CPUs even where AVX-512 is
+    there; oneDNN picks its kernels by instruction set. On this project's AMD EPYC, one core: 95 vs 220
+    GFLOP/s on the model's GEMMs (400 x 384 x 1536), the same results to float32 rounding."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.weight = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach())  # opaque oneDNN tensor
+        self.bias = None if linear.bias is None else linear.bias.detach()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")  # (..., out)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}"
+
+
+def use_onednn_linears(module: nn.Module) -> None:
+    """Replaces every nn.Linear under `module` (an eval-mode CPU model) with its OneDNNLinear, in place."""
+    for name, child in module.named_children():
+        if type(child) is nn.Linear:
+            setattr(module, name, OneDNNLinear(child))
+        else:
+            use_onednn_linears(child)
+
+
+def keep_freed_memory() -> None:
+    """Makes this process's malloc (glibc's; elsewhere nothing changes) keep freed blocks under
+    KEPT_ALLOCATION_BYTES for reuse instead of handing them back to the kernel.
+
+    A forward pass allocates and frees activations of a few MB each op; by default glibc maps such blocks
+    fresh, or trims them off its heap, so every batch page-faults on zeroed pages again: measured in a
+    replica under /predict load, 1,600 faults and 12% of its CPU time in the kernel per batch, 2% with this.
+    The memory kept is bounded by the largest batch (MAX_BATCH_TOKENS)."""
+    if platform.libc_ver()[0] != "glibc":
+        return
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallopt(M_MMAP_THRESHOLD, KEPT_ALLOCATION_BYTES)  # a fixed value also stops glibc's own adjusting
+    libc.mallopt(M_TRIM_THRESHOLD, KEPT_ALLOCATION_BYTES)
 
 
 def tokenize_pairs(tokenizer: Tokenizer, pairs: list[tuple[str, str | None]], max_len: int) -> list[Encoding]:

@@ -22,7 +22,7 @@ import torch
 from tokenizers import Encoding
 
 from model_core.checkpoint import CheckpointError
-from model_core.predict import Predictor, tokenize_pairs
+from model_core.predict import Predictor, keep_freed_memory, tokenize_pairs
 from model_core.tokenization import TokenIds, Tokenizer
 
 STOP = None  # sent to a replica: exit
@@ -35,6 +35,7 @@ class ReplicaDied(RuntimeError):
 def _replica_main(pipe: Connection, model_dir: str, quantize: str | None, torch_threads: int) -> None:
     """A replica: load the model, say ("ready", labels, max_len) or ("error", message), then answer batches."""
     torch.set_num_threads(torch_threads)
+    keep_freed_memory()
     try:
         predictor = Predictor.load(model_dir, quantize=quantize)
     except CheckpointError as error:
@@ -42,7 +43,7 @@ def _replica_main(pipe: Connection, model_dir: str, quantize: str | None, torch_
         return
     pipe.send(("ready", predictor.labels, predictor.max_len))
     while (batch := pipe.recv()) is not STOP:
-        pipe.send(predictor.predict_tokenized(batch))
+        pipe.send(predictor.predict_tokenized(batch).numpy())  # a tensor would travel as shared memory: 10x slower
 
 
 def _stop(processes: list[BaseProcess], pipes: list[Connection]) -> None:
@@ -97,7 +98,7 @@ class ReplicatedModel:
         pipe = self._free.get()
         try:
             pipe.send([TokenIds(encoding.ids, encoding.type_ids) for encoding in encodings])
-            return pipe.recv()
+            return torch.from_numpy(pipe.recv())
         except (EOFError, OSError) as error:
             raise ReplicaDied("an inference process died; the model is being loaded again, retry") from error
         finally:

@@ -1,10 +1,12 @@
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
 from torch import nn
 
-from model_core.predict import Predictor
+from model_core.predict import OneDNNLinear, Predictor, use_onednn_linears
 
 from .conftest import FINETUNE_MAX_LEN, LABELS, PAIRS, TEXTS
 
@@ -57,3 +59,43 @@ def test_int8_quantization_stays_close(saved_classifier_dir, predictor):
 def test_unknown_quantization_is_refused(saved_classifier_dir):
     with pytest.raises(ValueError, match="quantize must be one of"):
         Predictor.load(saved_classifier_dir, quantize="int4")
+
+
+def test_cpu_inference_runs_every_linear_through_onednn(predictor):
+    linears = [m for m in predictor.model.modules() if isinstance(m, nn.Linear | OneDNNLinear)]
+    assert linears and all(type(m) is OneDNNLinear for m in linears)
+
+
+def test_onednn_linear_equals_nn_linear():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(48, 96), nn.GELU(), nn.Linear(96, 5, bias=False)).eval()
+    x = torch.randn(37, 48)
+    with torch.inference_mode():
+        expected = model(x)
+        use_onednn_linears(model)
+        assert [type(m) for m in model] == [OneDNNLinear, nn.GELU, OneDNNLinear]
+        assert torch.allclose(model(x), expected, atol=1e-5)
+
+
+# 40 MB is over glibc's largest automatic mmap threshold (32 MB): without keep_freed_memory each such block
+# is mapped afresh and faults on all its pages again
+FAULTS_OF_REUSED_BLOCKS = """
+import resource, sys, torch
+from model_core.predict import keep_freed_memory
+if sys.argv[1] == "keep":
+    keep_freed_memory()
+for _ in range(6):  # glibc settles within a few rounds
+    torch.empty(10 << 20).fill_(1)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    torch.empty(10 << 20).fill_(1)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+def test_keep_freed_memory_stops_page_faults_on_reused_blocks():
+    faults = {mode: int(subprocess.run([sys.executable, "-c", FAULTS_OF_REUSED_BLOCKS, mode], check=True,
+                                       capture_output=True, text=True).stdout) for mode in ("default", "keep")}
+    pages_per_block = (40 << 20) // 4096
+    assert faults["default"] > 5 * pages_per_block and faults["keep"] < pages_per_block
