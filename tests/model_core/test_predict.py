@@ -98,4 +98,5 @@ def test_keep_freed_memory_stops_page_faults_on_reused_blocks():
     faults = {mode: int(subprocess.run([sys.executable, "-c", FAULTS_OF_REUSED_BLOCKS, mode], check=True,
                                        capture_output=True, text=True).stdout) for mode in ("default", "keep")}
     pages_per_block = (40 << 20) // 4096
-    assert faults["default"] > 5 * pages_per_block and faults["keep"] < pages_per_block
+    # by default every round faults on the whole block; kept, it is reused (a round may still go to settling)
+    assert faults["default"] > 8 * pages_per_block and faults["keep"] <= 2 * pages_per_block
