@@ -98,8 +98,8 @@ def keep_freed_memory() -> None:
 
     A forward pass allocates and frees activations of a few MB each op; by default glibc maps such blocks
     fresh, or trims them off its heap, so every batch page-faults on zeroed pages again: measured in a
-    replica under /predict load, 1,600 faults and 12% of its CPU time in the kernel per batch, 2% with this.
-    The memory kept is bounded by the largest batch (MAX_BATCH_TOKENS)."""
+    replica under /predict load, 1,600 faults a batch and 12% of its CPU time in the kernel, 3% with this.
+    The memory kept is bounded by the largest batch the process runs."""
     if platform.libc_ver()[0] != "glibc":
         return
     libc = ctypes.CDLL("libc.so.6")
