@@ -33,7 +33,7 @@ PREDICT_BATCH_TOKENS = Histogram(
 )
 PREDICT_BATCH_SECONDS = Histogram(
     "predict_batch_seconds",
-    "Time of one forward pass (padding, model, softmax) on the inference thread.",
+    "Time of one forward pass (padding, model, softmax), from sending the batch to the replica and back.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 PREDICT_QUEUE_WAIT = Histogram(

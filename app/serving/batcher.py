@@ -2,23 +2,22 @@
 
 A request's inputs are tokenized once (on the event loop when small, else in a worker thread) and put on one
 queue. A single loop coalesces queued inputs of the same model into batches bounded by a token budget (counted
-with padding: batch size x longest input) and a maximum wait, sorts each batch by length and runs it as one
-forward pass off the event loop, `workers` batches at once (one thread each, waiting on the model; a
-ReplicatedModel runs each pass in its own process): on a CPU, one single-threaded pass per core beats one pass
-spread over every core (no barrier per op, and a core lost to the HTTP layer slows one pass, not all), so the
-loop starts a batch whenever a worker is free and the rest queue up meanwhile. Each request is answered once
-all of its inputs are, in its own input order. Knows nothing of HTTP or of the store: a model is anything with
-`tokenize` and `predict_tokenized`.
+with padding: batch size x longest input) and a maximum wait, sorts each batch by length and hands it to the
+model, `workers` batches at once. The model runs the forward pass off the event loop (a ReplicatedModel, in one
+of its replica processes) and is awaited, not waited on by a thread: on a CPU, one single-threaded pass per core
+beats one pass spread over every core (no barrier per op, and a core lost to the HTTP layer slows one pass, not
+all), so the loop starts a batch whenever a worker is free and the rest queue up meanwhile. Each request is
+answered once all of its inputs are, in its own input order. Knows nothing of HTTP or of the store: a model is
+anything with `tokenize` and an async `predict_tokenized`.
 """
 import asyncio
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence, Sized
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import torch
+import numpy as np
 
 from app import metrics
 
@@ -31,7 +30,7 @@ INLINE_TOKENIZE_CHARS = 4096
 class BatchModel(Protocol):
     def tokenize(self, pairs: list[TextPair]) -> Sequence[Sized]: ...
 
-    def predict_tokenized(self, encodings: list) -> torch.Tensor: ...
+    async def predict_tokenized(self, encodings: list) -> np.ndarray: ...
 
 
 class QueueFull(Exception):
@@ -70,9 +69,8 @@ class Batcher:
         self._queue: deque[_Item] = deque()
         self._arrived = asyncio.Event()
         self._free_workers = asyncio.Semaphore(workers)
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="predict")
         self._loop_task: asyncio.Task | None = None
-        self._running: set[asyncio.Task] = set()  # batches on the inference threads, or being answered
+        self._running: set[asyncio.Task] = set()  # batches in a forward pass, or being answered
 
     async def start(self) -> None:
         self._loop_task = asyncio.create_task(self._batch_loop(), name="predict-batcher")
@@ -84,7 +82,6 @@ class Batcher:
         await asyncio.gather(*tasks, return_exceptions=True)
         _fail((item.request for item in self._queue), RuntimeError("the prediction service is shutting down"))
         self._queue.clear()
-        self._executor.shutdown(wait=True)
 
     async def predict(self, model: BatchModel, pairs: list[TextPair]) -> list[list[float]]:
         """Class probabilities, one row per pair, in their order. Raises QueueFull instead of waiting."""
@@ -108,7 +105,6 @@ class Batcher:
             metrics.PREDICT_PENDING_INPUTS.set(self.pending)
 
     async def _batch_loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await self._arrived.wait()
             self._arrived.clear()
@@ -118,7 +114,7 @@ class Batcher:
                 await self._wait_for_more(oldest)
                 batch = self._take_batch(oldest.request.model)
                 if batch:
-                    self._start_batch(loop, oldest.request.model, batch)
+                    self._start_batch(oldest.request.model, batch)
                 else:  # every queued input of that model was cancelled
                     self._free_workers.release()
 
@@ -160,37 +156,33 @@ class Batcher:
         self._queue = kept
         return sorted(batch, key=lambda item: item.n_tokens)
 
-    def _start_batch(self, loop: asyncio.AbstractEventLoop, model: BatchModel, batch: list[_Item]) -> None:
-        """Hands the length-sorted batch to an inference thread now. Its worker is free again the moment the
-        forward pass ends, before the batch's requests are answered, so the next batch starts first."""
+    def _start_batch(self, model: BatchModel, batch: list[_Item]) -> None:
+        """Hands the length-sorted batch to the model now, in a task of its own."""
         started = time.perf_counter()
         for item in batch:
             metrics.PREDICT_QUEUE_WAIT.observe(started - item.enqueued_at)
         metrics.PREDICT_BATCH_SIZE.observe(len(batch))
         metrics.PREDICT_BATCH_TOKENS.observe(len(batch) * batch[-1].n_tokens)
-        encodings = [item.encoding for item in batch]
+        running = asyncio.create_task(self._run(model, batch))
+        self._running.add(running)
+        running.add_done_callback(self._running.discard)
 
-        def forward() -> list[list[float]]:
-            with metrics.PREDICT_BATCH_SECONDS.time():
-                return model.predict_tokenized(encodings).tolist()
-
-        rows = loop.run_in_executor(self._executor, forward)
-        rows.add_done_callback(lambda _: self._free_workers.release())
-        answering = asyncio.create_task(self._answer(batch, rows))
-        self._running.add(answering)
-        answering.add_done_callback(self._running.discard)
-
-    async def _answer(self, batch: list[_Item], rows_future: asyncio.Future) -> None:
-        """Each request whose inputs are now all done gets its rows."""
+    async def _run(self, model: BatchModel, batch: list[_Item]) -> None:
+        """Each request whose inputs are now all done gets its rows. The worker is free again the moment the
+        forward pass ends, before the batch's requests are answered, so the next batch starts first."""
         try:
-            rows = await rows_future
+            try:
+                with metrics.PREDICT_BATCH_SECONDS.time():
+                    probabilities = await model.predict_tokenized([item.encoding for item in batch])
+            finally:
+                self._free_workers.release()
         except asyncio.CancelledError:
             _fail((item.request for item in batch), RuntimeError("the prediction service is shutting down"))
             raise
         except Exception as error:  # the model failed: every request in the batch gets the error
             _fail((item.request for item in batch), error)
             return
-        for item, row in zip(batch, rows):
+        for item, row in zip(batch, probabilities.tolist()):
             request = item.request
             request.rows[item.index] = row
             request.unanswered -= 1

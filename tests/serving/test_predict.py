@@ -3,7 +3,6 @@ and a deploy switch with requests in flight."""
 import asyncio
 import os
 import random
-import threading
 
 import pytest
 
@@ -227,11 +226,12 @@ async def test_workers_run_batches_at_the_same_time(tmp_path, classifier_dirs, m
         assert service.torch_threads == max(1, len(os.sched_getaffinity(0)) // 2)
         alone = await probabilities_alone(serving.client, ["first " * 40, "second " * 40])  # 42 tokens each
         predictor = service.models.cached(serving.model_a)
-        forward, both_running = predictor.predict_tokenized, threading.Barrier(2, timeout=10)
+        forward, both_running = predictor.predict_tokenized, asyncio.Barrier(2)
 
-        def forward_once_both_run(encodings):
-            both_running.wait()  # broken (and the requests fail) unless the other batch starts meanwhile
-            return forward(encodings)
+        async def forward_once_both_run(encodings):
+            # times out (and the requests fail) unless the other batch starts meanwhile
+            await asyncio.wait_for(both_running.wait(), 10)
+            return await forward(encodings)
 
         monkeypatch.setattr(predictor, "predict_tokenized", forward_once_both_run)
         answers = await asyncio.gather(*(predict(serving.client, [text], return_all_scores=True) for text in alone))

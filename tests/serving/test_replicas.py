@@ -1,5 +1,6 @@
 """ReplicatedModel: replica processes answer like the in-process Predictor, load errors are CheckpointErrors,
 and the replicas stop once the model is no longer referenced."""
+import asyncio
 import gc
 import multiprocessing
 
@@ -20,7 +21,8 @@ def test_replicas_answer_like_the_predictor_in_process(classifier_dirs):
         assert (model.labels, model.max_len) == (in_process.labels, in_process.max_len)
         encodings = model.tokenize(INPUTS)
         assert [e.ids for e in encodings] == [e.ids for e in in_process.tokenize(INPUTS)]
-        assert torch.allclose(model.predict_tokenized(encodings), in_process.predict_proba(INPUTS), atol=1e-6)
+        probabilities = torch.from_numpy(asyncio.run(model.predict_tokenized(encodings)))
+        assert torch.allclose(probabilities, in_process.predict_proba(INPUTS), atol=1e-6)
     finally:
         model.close()
     assert not any(process.is_alive() for process in model.processes)
@@ -52,5 +54,22 @@ def test_every_batch_sent_to_a_dead_replica_fails_at_once(classifier_dirs):
     encodings = model.tokenize(INPUTS)
     for _ in range(2):  # the second would wait forever for a free replica if the dead one's pipe were dropped
         with pytest.raises(ReplicaDied):
-            model.predict_tokenized(encodings)
+            asyncio.run(model.predict_tokenized(encodings))
     model.close()
+
+
+def test_a_cancelled_batch_is_still_read_so_the_next_batch_gets_its_own_answer(classifier_dirs):
+    model = ReplicatedModel(classifier_dirs[0], replicas=1, torch_threads=1)
+    try:
+        first, second = model.tokenize(INPUTS[:1]), model.tokenize(INPUTS[1:])
+        expected = asyncio.run(model.predict_tokenized(second))
+
+        async def cancel_one_then_predict():
+            cancelled = asyncio.create_task(model.predict_tokenized(first))
+            await asyncio.sleep(0)  # sent to the replica, answer not yet read
+            cancelled.cancel()
+            return await model.predict_tokenized(second)
+
+        assert asyncio.run(cancel_one_then_predict()).tolist() == expected.tolist()
+    finally:
+        model.close()
