@@ -41,7 +41,7 @@ class Predictor:
             with warnings.catch_warnings():  # torch.ao eager quantization is deprecated (moving to torchao)
                 warnings.simplefilter("ignore")
                 loaded.model = torch.ao.quantization.quantize_dynamic(loaded.model, {nn.Linear}, dtype=torch.qint8)
-        elif torch.device(device).type == "cpu" and torch.backends.mkldnn.is_available():
+        elif torch.device(device).type == "cpu" and onednn_beats_mkl():
             use_onednn_linears(loaded.model)
         return cls(loaded, device)
 
@@ -63,12 +63,18 @@ class Predictor:
             return logits.float().softmax(dim=-1).cpu()
 
 
-class OneDNNLinear(nn.Module):
-    """An inference-only nn.Linear on CPU through oneDNN, its weight reordered once into oneDNN's layout.
+def onednn_beats_mkl() -> bool:
+    """Whether this CPU runs Linear layers faster through oneDNN than through torch's own CPU Linear (MKL's
+    sgemm): where torch found AVX-512. MKL takes its AVX2 code on AMD CPUs even where AVX-512 is there;
+    oneDNN picks its kernels by instruction set. Measured on AMD EPYC, one core, the model's GEMMs
+    (400 x 384 x 1536): with AVX-512, oneDNN 220 vs MKL 95 GFLOP/s; on an AVX2-only EPYC, oneDNN 81 vs MKL
+    91, and the whole model 10% slower through oneDNN."""
+    return torch.backends.mkldnn.is_available() and torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
-    torch's own CPU Linear calls MKL's sgemm, which runs its AVX2 code on AMD CPUs even where AVX-512 is
-    there; oneDNN picks its kernels by instruction set. On this project's AMD EPYC, one core: 95 vs 220
-    GFLOP/s on the model's GEMMs (400 x 384 x 1536), the same results to float32 rounding."""
+
+class OneDNNLinear(nn.Module):
+    """An inference-only nn.Linear on CPU through oneDNN, its weight reordered once into oneDNN's layout
+    (the same results to float32 rounding)."""
 
     def __init__(self, linear: nn.Linear):
         super().__init__()
