@@ -1,6 +1,6 @@
 # One image for the api and the worker.
 #   api:    python -m app.cli serve            (the image's default command)
-#   worker: celery -A worker.celery_app worker -Q training --concurrency 1 --loglevel INFO
+#   worker: celery -A worker.celery_app worker --concurrency 1 --loglevel INFO
 # TORCH_INDEX picks the torch build: CUDA by default (runs on CPU too); for a smaller CPU-only image
 #   docker build --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cpu .
 FROM python:3.11-slim

@@ -26,7 +26,7 @@ run: $(STAMP)
 	HOST=$(HOST) PORT=$(PORT) $(PY) -m app.cli serve
 
 worker: $(STAMP)
-	$(VENV)/bin/celery -A worker.celery_app worker -Q training --concurrency 1 --loglevel INFO
+	$(VENV)/bin/celery -A worker.celery_app worker --concurrency 1 --loglevel INFO
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -14,13 +14,14 @@ import subprocess
 import sys
 
 import uvicorn
+from pydantic import ValidationError
 
-from app.db import store
+from app.db import jobs
 from app.db.migrate import upgrade_to_head
 from app.db.session import make_session_factory
 from app.main import create_app
-from app.settings import Settings, get_settings
-from worker.queue import make_celery, send_finetune
+from app.queue import make_celery, send_finetune
+from app.settings import Settings, describe_invalid_settings, load_settings
 
 log = logging.getLogger("app.cli")
 
@@ -29,10 +30,11 @@ WORKER_STOP_S = 4
 PR_SET_PDEATHSIG = 1
 
 
-def worker_command(settings: Settings) -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", settings.celery_queue,
-            "--concurrency", "1", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
-            "--without-heartbeat"]
+def worker_command() -> list[str]:
+    """The embedded worker: `make worker`'s command (its queue is CELERY_QUEUE, from the environment) without
+    the cluster chatter a single local worker does not need."""
+    return [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--concurrency", "1",
+            "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"]
 
 
 def _die_with_parent() -> None:
@@ -43,15 +45,15 @@ def _die_with_parent() -> None:
 def start_embedded_worker(settings: Settings) -> subprocess.Popen:
     """Requeues what the last run left unfinished, then starts the local worker (its own process group)."""
     with make_session_factory(settings.database_url)() as session:
-        job_ids = store.recover_interrupted_jobs(session)
+        job_ids = jobs.recover_interrupted_jobs(session)
     celery = make_celery(settings)
     with celery.connection_for_write() as connection:
         connection.default_channel.queue_purge(settings.celery_queue)
     for job_id in job_ids:
-        send_finetune(celery, job_id, settings.celery_queue)
+        send_finetune(celery, job_id)
     if job_ids:
         log.warning("queued again %d unfinished job(s) from the last run", len(job_ids))
-    return subprocess.Popen(worker_command(settings), preexec_fn=_die_with_parent)
+    return subprocess.Popen(worker_command(), preexec_fn=_die_with_parent)
 
 
 def stop_embedded_worker(worker: subprocess.Popen) -> None:
@@ -91,7 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        settings = get_settings()
+        settings = load_settings()
+    except ValidationError as error:
+        print(f"error: invalid settings: {describe_invalid_settings(error)}", file=sys.stderr)
+        return 1
+    try:
         if args.command == "migrate":
             upgrade_to_head(settings.database_url)
         else:

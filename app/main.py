@@ -7,14 +7,16 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.concurrency import run_in_threadpool
 
-from app.api.routes import base_models, datasets, jobs, models, ops, predict
+from app.api.routes import base_models, datasets, models, ops, predict
+from app.api.routes import jobs as job_routes
 from app.auth import install_auth
-from app.db import store
+from app.db import jobs
 from app.db.session import make_session_factory
-from app.metrics import install_metrics, metrics_router
+from app.errors import install_error_handlers
+from app.metrics import install_metrics
+from app.queue import check_broker, make_celery, send_finetune
 from app.serving.service import PredictionService
-from app.settings import Settings, get_settings
-from worker.queue import check_broker, make_celery, send_finetune
+from app.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +31,9 @@ def reaper_interval(settings: Settings) -> float:
 
 
 def requeue_stale_jobs(app: FastAPI) -> list[str]:
-    """Jobs whose worker stopped heartbeating go back to the queue (or fail after store.MAX_ATTEMPTS)."""
+    """Jobs whose worker stopped heartbeating go back to the queue (or fail after jobs.MAX_ATTEMPTS)."""
     with app.state.session_factory() as session:
-        job_ids = store.requeue_stale_jobs(session, app.state.settings.job_lease_seconds, app.state.enqueue_job)
+        job_ids = jobs.requeue_stale_jobs(session, app.state.settings.job_lease_seconds, app.state.enqueue_job)
     for job_id in job_ids:
         log.warning("job %s lost its worker; queued again", job_id)
     return job_ids
@@ -62,13 +64,13 @@ async def lifespan(app: FastAPI):
 def _openapi(app: FastAPI) -> dict:
     if app.openapi_schema is None:
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-        schema.setdefault("components", {}).setdefault("schemas", {}).update(jobs.OPENAPI_SCHEMAS)
+        schema.setdefault("components", {}).setdefault("schemas", {}).update(job_routes.OPENAPI_SCHEMAS)
         app.openapi_schema = schema
     return app.openapi_schema
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or get_settings()
+    settings = settings or load_settings()
     # FastAPI's native OpenTelemetry off: /metrics is the telemetry, and its per-request checks cost ~30 us
     app = FastAPI(title="BERT fine-tuning service", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None,
@@ -76,13 +78,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     celery = make_celery(settings)
     app.state.settings = settings
     app.state.session_factory = make_session_factory(settings.database_url)
-    app.state.enqueue_job = lambda job_id: send_finetune(celery, job_id, settings.celery_queue)
+    app.state.enqueue_job = lambda job_id: send_finetune(celery, job_id)
     app.state.check_queue = lambda: check_broker(celery)
     install_auth(app, settings)
+    install_error_handlers(app)
     install_metrics(app)
     # /predict first: routes are matched in order, and it is the hot path
-    for router in (predict.router, ops.router, ops.docs_router, datasets.router, jobs.router, base_models.router,
-                   models.router, metrics_router):
+    for router in (predict.router, ops.router, ops.admin_router, datasets.router, job_routes.router,
+                   base_models.router, models.router):
         app.include_router(router)
     app.openapi = lambda: _openapi(app)
     return app

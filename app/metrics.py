@@ -1,18 +1,13 @@
 """Prometheus metrics: HTTP requests per route template and status, /predict batching, model loads, jobs.
 
-`install_metrics(app)` adds the request-counting middleware; `metrics_router` serves GET /metrics (admin).
+`install_metrics(app)` adds the request-counting middleware; GET /metrics (app/api/routes/ops.py) serves them.
 The metric objects live in prometheus-client's default registry, so they are created once per process.
 """
 import time
 
-from fastapi import APIRouter, Depends, FastAPI, Response
-from sqlalchemy import func, select
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from fastapi import FastAPI
+from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from app.api.deps import SessionDep
-from app.auth import require_admin
-from app.db.models import JOB_STATUSES, Job
 
 HTTP_REQUESTS = Counter(
     "http_requests", "HTTP requests answered, by method, route template and status.", ["method", "route", "status"]
@@ -80,14 +75,3 @@ class MetricsMiddleware:
 
 def install_metrics(app: FastAPI) -> None:
     app.add_middleware(MetricsMiddleware)
-
-
-metrics_router = APIRouter(tags=["ops"], dependencies=[Depends(require_admin)])
-
-
-@metrics_router.get("/metrics", response_class=Response, summary="Prometheus metrics (text format)")
-def prometheus_metrics(session: SessionDep) -> Response:
-    counts = dict(session.execute(select(Job.status, func.count()).group_by(Job.status)).all())
-    for status in JOB_STATUSES:
-        JOBS.labels(status).set(counts.get(status, 0))
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

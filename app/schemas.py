@@ -6,6 +6,7 @@ from typing import Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.db.jobs import JobStatus
 from app.db.models import Dataset, Job, MetricPoint
 
 MAX_PAGE_LIMIT = 200
@@ -94,7 +95,7 @@ class JobMetrics(BaseModel):
 class JobOut(BaseModel):
     id: str
     name: str | None
-    status: str = Field(description="queued, running, succeeded, failed or cancelled")
+    status: JobStatus
     dataset_id: str | None
     eval_dataset_id: str | None
     base_model: str
@@ -110,7 +111,7 @@ class JobOut(BaseModel):
 
     @classmethod
     def of(cls, job: Job) -> JobOut:
-        fraction = 1.0 if job.status == "succeeded" else (job.step / job.total_steps if job.total_steps else 0.0)
+        fraction = 1.0 if job.status == JobStatus.succeeded else (job.step / job.total_steps if job.total_steps else 0.0)
         return cls(
             id=job.id, name=job.name, status=job.status, dataset_id=job.dataset_id,
             eval_dataset_id=job.eval_dataset_id, base_model=job.base_model,

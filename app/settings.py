@@ -5,8 +5,10 @@ The README's configuration table documents each field; tests check the two agree
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from model_core.config import Device, QuantizeMode
 
 
 class Settings(BaseSettings):
@@ -39,7 +41,9 @@ class Settings(BaseSettings):
     max_batch_wait_ms: float = Field(2, ge=0, description="Longest a /predict request waits for others to batch with.")
     max_queue_inputs: int = Field(4096, gt=0, description="Inputs waiting for /predict beyond which it answers 503.")
     model_cache_size: int = Field(2, gt=0, description="Fine-tuned models kept loaded for /predict.")
-    predict_quantize: str | None = Field(None, description="int8: dynamic int8 quantization of Linear layers.")
+    predict_quantize: QuantizeMode | None = Field(
+        None, description="int8: dynamic int8 quantization of Linear layers; unset: float32."
+    )
     predict_workers: int | None = Field(
         None, gt=0, description="Forward passes /predict runs at once, each model in as many replica processes; "
         "unset: one per core."
@@ -50,9 +54,16 @@ class Settings(BaseSettings):
 
     # worker
     job_lease_seconds: float = Field(60, gt=0, description="A running job whose worker heartbeat is older than this is taken over.")
-    device: str = Field("auto", description="Training device: auto (cuda when present), cpu or cuda.")
+    device: Device = Field("auto", description="Training device: auto (cuda when present), cpu or cuda.")
 
 
 @lru_cache
-def get_settings() -> Settings:
+def load_settings() -> Settings:
+    """The settings of this process, read from the environment once."""
     return Settings()
+
+
+def describe_invalid_settings(error: ValidationError) -> str:
+    """One line naming each environment variable that Settings refused, why, and the value given."""
+    return "; ".join(f"{'.'.join(map(str, problem['loc'])).upper()}: {problem['msg']} (got {problem['input']!r})"
+                     for problem in error.errors())

@@ -2,7 +2,7 @@
 
 Starlette's own form parsing would spool a whole body before a handler sees it; here every file part goes straight
 to a temporary file under ARTIFACT_DIR/tmp/, and the request is refused with 413 the moment a file passes
-MAX_UPLOAD_MB. A validated file is moved to ARTIFACT_DIR/datasets/<id>/. Whatever the outcome of a request that
+MAX_UPLOAD_MB (TooLarge). A validated file is moved to ARTIFACT_DIR/datasets/<id>/. Whatever the outcome of a request that
 fails, nothing stays behind: temporary files are always removed and stored directories are removed on error.
 """
 from __future__ import annotations
@@ -13,12 +13,13 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fastapi import HTTPException, Request
+from fastapi import Request
 from python_multipart.multipart import MultipartParser, parse_options_header
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.db.models import Dataset, new_id
+from app.errors import ServiceError, TooLarge, Unprocessable, UnsupportedMediaType
 from model_core.data import DataError, read_table
 
 MAX_TEXT_FIELD_BYTES = 64 * 1024
@@ -102,12 +103,12 @@ class _FormReceiver:
         self._filename = filename.decode("utf-8", "replace") if filename is not None else None
         expected = sorted(self.file_fields | self.text_fields)
         if self._name not in expected:
-            raise HTTPException(422, f"unknown form field {self._name!r}; expected one of {expected}")
+            raise Unprocessable(f"unknown form field {self._name!r}; expected one of {expected}")
         if self._name in self.fields or self._name in self.files:
-            raise HTTPException(422, f"form field {self._name!r} was sent twice")
+            raise Unprocessable(f"form field {self._name!r} was sent twice")
         if self._name in self.file_fields:
             if self._filename is None:
-                raise HTTPException(422, f"form field {self._name!r} must be a file upload")
+                raise Unprocessable(f"form field {self._name!r} must be a file upload")
             self._path = self.tmp_dir / f"{uuid.uuid4().hex}.{_format_of(self._filename)}"
             self._file = self._path.open("wb")
             self._hash, self._size = hashlib.sha256(), 0
@@ -119,11 +120,11 @@ class _FormReceiver:
         if self._file is None:
             self._text += chunk
             if len(self._text) > MAX_TEXT_FIELD_BYTES:
-                raise HTTPException(422, f"form field {self._name!r} is longer than {MAX_TEXT_FIELD_BYTES} bytes")
+                raise Unprocessable(f"form field {self._name!r} is longer than {MAX_TEXT_FIELD_BYTES} bytes")
             return
         self._size += len(chunk)
         if self._size > self.max_file_bytes:
-            raise HTTPException(413, f"{self._filename}: larger than MAX_UPLOAD_MB "
+            raise TooLarge(f"{self._filename}: larger than MAX_UPLOAD_MB "
                                      f"({self.max_file_bytes / 2**20:g} MiB)")
         self._hash.update(chunk)
         self._file.write(chunk)
@@ -133,7 +134,7 @@ class _FormReceiver:
             try:
                 self.fields[self._name] = self._text.decode("utf-8")
             except UnicodeDecodeError:
-                raise HTTPException(422, f"form field {self._name!r} is not UTF-8") from None
+                raise Unprocessable(f"form field {self._name!r} is not UTF-8") from None
             return
         self._file.close()
         self.files[self._name] = ReceivedFile(self._name, self._filename, self._path, self._hash.hexdigest(),
@@ -147,11 +148,12 @@ class _FormReceiver:
 
 async def receive_form(request: Request, *, file_fields: set[str], text_fields: set[str], artifact_dir: Path,
                        max_upload_mb: float) -> ReceivedForm:
-    """Streams a multipart/form-data body: files to temporary files (413 past the limit), text fields to strings."""
+    """Streams a multipart/form-data body: files to temporary files (TooLarge past the limit), text fields to
+    strings."""
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
     boundary = options.get(b"boundary")
     if content_type != b"multipart/form-data" or not boundary:
-        raise HTTPException(415, "send multipart/form-data (e.g. curl -F file=@train.tsv)")
+        raise UnsupportedMediaType("send multipart/form-data (e.g. curl -F file=@train.tsv)")
     tmp_dir = artifact_dir / "tmp"
     tmp_dir.mkdir(parents=True, exist_ok=True)
     receiver = _FormReceiver(file_fields, text_fields, tmp_dir, int(max_upload_mb * 2**20))
@@ -161,15 +163,15 @@ async def receive_form(request: Request, *, file_fields: set[str], text_fields: 
             parser.write(chunk)
         parser.finalize()
         if receiver.in_file_part():
-            raise HTTPException(422, "the multipart body ended in the middle of a file")
+            raise Unprocessable("the multipart body ended in the middle of a file")
     except BaseException as error:
         receiver.close()
         for path in receiver.temporary_paths():
             path.unlink(missing_ok=True)
-        if isinstance(error, HTTPException):
+        if isinstance(error, ServiceError):
             raise
         if isinstance(error, Exception):
-            raise HTTPException(422, f"malformed multipart body: {error}") from None
+            raise Unprocessable(f"malformed multipart body: {error}") from None
         raise
     return ReceivedForm(receiver.fields, receiver.files)
 
@@ -187,18 +189,18 @@ class ColumnChoice:
 
 async def store_dataset(session: Session, form: ReceivedForm, file_field: str, columns: ColumnChoice,
                         name: str | None, artifact_dir: Path) -> Dataset:
-    """Validates an uploaded file with read_table (422 naming the line and reason) and keeps it as a dataset.
+    """Validates an uploaded file with read_table (Unprocessable naming the line and reason) and keeps it as a dataset.
 
     The row is added to `session` (the caller commits); the file moves to ARTIFACT_DIR/datasets/<id>/.
     """
     received = form.files.get(file_field)
     if received is None:
-        raise HTTPException(422, f"form field {file_field!r} (the data file) is missing")
+        raise Unprocessable(f"form field {file_field!r} (the data file) is missing")
     try:
         table = await run_in_threadpool(read_table, received.path, label_column=columns.label_column,
                                         text_column=columns.text_column, text_pair_column=columns.text_pair_column)
     except DataError as error:
-        raise HTTPException(422, f"{received.filename}: {error}") from None
+        raise Unprocessable(f"{received.filename}: {error}") from None
     dataset_id = new_id()
     directory = artifact_dir / "datasets" / dataset_id
     directory.mkdir(parents=True)

@@ -30,7 +30,8 @@ from app.db.migrate import upgrade_to_head
 from app.db.session import make_session_factory
 from model_core.config import TrainConfig
 from model_core.data import read_table
-from model_core.predict import Predictor, keep_freed_memory
+from model_core.cpu import keep_freed_memory
+from model_core.predict import Predictor
 from model_core.train import finetune
 from tests.serving.models import register_model_dir
 

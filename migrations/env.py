@@ -3,10 +3,10 @@ from alembic import context
 
 from app.db.models import Base
 from app.db.session import make_engine
-from app.settings import get_settings
+from app.settings import load_settings
 
 config = context.config
-database_url = config.attributes.get("database_url") or get_settings().database_url
+database_url = config.attributes.get("database_url") or load_settings().database_url
 
 
 def run_migrations_online() -> None:

@@ -135,7 +135,7 @@ def input_lines(path: Path) -> Iterator[str]:
 
 
 def run_predict(args: argparse.Namespace) -> None:
-    from model_core.predict import Predictor
+    from model_core.predict import Predictor, prediction_row
 
     if (args.file is None) == (not args.texts):
         raise DataError("give either texts to classify or --file, not both or neither")
@@ -150,14 +150,6 @@ def run_predict(args: argparse.Namespace) -> None:
             for i, probabilities in zip(index, predictor.predict_tokenized([encodings[i] for i in index])):
                 rows[i] = prediction_row(predictor.labels, probabilities.tolist(), args.all_scores)
         sys.stdout.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-
-
-def prediction_row(labels: list[str], probabilities: list[float], all_scores: bool) -> dict:
-    best = max(range(len(labels)), key=probabilities.__getitem__)
-    row = {"label": labels[best], "score": probabilities[best]}
-    if all_scores:
-        row["scores"] = dict(zip(labels, probabilities))
-    return row
 
 
 def format_validation_error(error: ValidationError) -> str:

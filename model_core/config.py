@@ -9,8 +9,12 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+Device = Literal["auto", "cpu", "cuda"]  # auto: cuda when present
+QuantizeMode = Literal["int8"]  # dynamic int8 quantization of the Linear layers at inference (CPU)
 
 # Hugging Face config.json key -> our field name
 HF_TO_SEED = {

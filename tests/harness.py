@@ -105,7 +105,7 @@ class WorkerProcess:
         from app.cli import worker_command
 
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen(worker_command(self.settings), cwd=REPO, env=settings_env(self.settings),
+        self.process = subprocess.Popen(worker_command(), cwd=REPO, env=settings_env(self.settings),
                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 60
         while b"ready." not in self.log_path.read_bytes():

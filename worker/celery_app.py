@@ -1,5 +1,7 @@
-"""The worker's Celery app, configured from the environment (see worker.queue for the command and settings)."""
-from app.settings import get_settings
-from worker.queue import make_celery
+"""The worker's Celery app: the job queue's app (app.queue, configured from the environment) with the worker's
+tasks. `celery -A worker.celery_app worker` loads it."""
+from app.queue import make_celery
+from app.settings import load_settings
 
-app = make_celery(get_settings())
+app = make_celery(load_settings())
+app.conf.include = ["worker.tasks"]  # the api never imports them: it sends tasks by name

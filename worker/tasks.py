@@ -8,9 +8,9 @@ from billiard import current_process
 from celery.signals import worker_process_init
 
 from app.db.session import make_session_factory
-from app.settings import get_settings
+from app.queue import FINETUNE_TASK
+from app.settings import load_settings
 from worker.celery_app import app
-from worker.queue import FINETUNE_TASK
 from worker.training import run_job
 
 log = logging.getLogger(__name__)
@@ -24,8 +24,8 @@ def _one_gpu_per_child(**_) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus[(current_process().index or 0) % len(gpus)]
 
 
-@app.task(name=FINETUNE_TASK, acks_late=True, reject_on_worker_lost=True)
+@app.task(name=FINETUNE_TASK)  # acks_late and reject_on_worker_lost: app.queue's settings
 def finetune(job_id: str) -> None:
     """Runs (or resumes) the fine-tuning job `job_id`; a delivery for a job running elsewhere is dropped."""
-    settings = get_settings()
+    settings = load_settings()
     run_job(job_id, settings, make_session_factory(settings.database_url))

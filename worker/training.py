@@ -14,10 +14,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
-from app.db import store
+from app.db import jobs, store
 from app.db.models import Dataset, Job, MetricPoint, new_id, utcnow
 from app.settings import Settings
 from model_core.base_models import resolve_base_model
@@ -47,7 +46,7 @@ class Heartbeat(threading.Thread):
         while not self._stopped.wait(self.interval):
             try:
                 with self.session_factory() as session:
-                    held, cancel_requested = store.heartbeat(session, self.job_id, self.worker_id)
+                    held, cancel_requested = jobs.renew_lease(session, self.job_id, self.worker_id)
             except Exception:  # a store hiccup: try again next beat; the lease tolerates a few
                 log.exception("heartbeat of job %s failed", self.job_id)
                 continue
@@ -78,13 +77,9 @@ class ProgressRecorder:
         self.superseded_from: int | None = None  # first step of this delivery: older points from there on go
         self.last_flush = time.monotonic()
 
-    def _job_update(self, **values):
-        return update(Job).where(Job.id == self.job_id, Job.worker_id == self.worker_id).values(**values)
-
     def on_start(self, total_steps: int, device: str) -> None:
         with self.session_factory() as session:
-            session.execute(self._job_update(total_steps=total_steps, device=device))
-            session.commit()
+            jobs.record_start(session, self.job_id, self.worker_id, total_steps, device)
 
     def on_step(self, info: StepInfo) -> None:
         first_of_delivery = not self.started
@@ -112,15 +107,9 @@ class ProgressRecorder:
     def flush(self) -> None:
         """One transaction: the pending points and the job's progress."""
         with self.session_factory() as session:
-            if self.superseded_from is not None:
-                session.execute(delete(MetricPoint).where(MetricPoint.job_id == self.job_id,
-                                                          MetricPoint.step >= self.superseded_from))
-                self.superseded_from = None
-            job = session.get(Job, self.job_id)
-            session.add_all(self.points)
-            session.execute(self._job_update(step=self.step, epoch=self.epoch, metrics={**job.metrics, **self.metrics}))
-            session.commit()
-        self.points = []
+            jobs.record_progress(session, self.job_id, self.worker_id, step=self.step, epoch=self.epoch,
+                                 metrics=self.metrics, points=self.points, superseded_from=self.superseded_from)
+        self.points, self.superseded_from = [], None
         self.last_flush = time.monotonic()
 
 
@@ -151,35 +140,22 @@ def _train(job: Job, train_set: Dataset, eval_set: Dataset | None, settings: Set
     )
 
 
-def _finish(session_factory: SessionFactory, job_id: str, worker_id: str, **values) -> bool:
-    """Ends the job if this worker still holds it; False when another worker took it over."""
-    with session_factory() as session:
-        ended = session.execute(update(Job).where(Job.id == job_id, Job.worker_id == worker_id).values(
-            finished_at=utcnow(), worker_id=None, **values)).rowcount
-        session.commit()
-    return bool(ended)
-
-
-def _register(session_factory: SessionFactory, job_id: str, worker_id: str, result: TrainResult,
-              metrics: dict, settings: Settings) -> None:
-    """Moves the model to ARTIFACT_DIR/models/<id>/, records it, deploys it when none is, and ends the job."""
+def _register(session_factory: SessionFactory, job: Job, worker_id: str, result: TrainResult,
+              settings: Settings) -> None:
+    """Moves the model to ARTIFACT_DIR/models/<id>/, ends the job with it, and deploys it when none is."""
     model_dir = settings.artifact_dir / "models" / new_id()
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(result.model_dir, model_dir)
     with session_factory() as session:
-        job = session.get(Job, job_id)
-        if job.worker_id != worker_id:
+        record = jobs.succeed(session, job.id, worker_id, model_dir=model_dir, total_steps=result.total_steps,
+                              epoch=float(job.hyperparameters["epochs"]), metrics=_final_metrics(result),
+                              device=result.device)
+        if record is None:  # another worker took the job over
             shutil.rmtree(model_dir, ignore_errors=True)
             return
-        job.status, job.step, job.total_steps = "succeeded", result.total_steps, result.total_steps
-        job.epoch, job.metrics, job.device = float(job.hyperparameters["epochs"]), metrics, result.device
-        job.finished_at, job.worker_id = utcnow(), None
-        record = store.register_model(session, job, model_dir)
-        job.model_id = record.id
-        session.commit()
         if store.deployed_model(session) is None:
             store.deploy_model(session, record.id)
-    shutil.rmtree(settings.artifact_dir / "jobs" / job_id / "checkpoints", ignore_errors=True)
+    shutil.rmtree(settings.artifact_dir / "jobs" / job.id / "checkpoints", ignore_errors=True)
 
 
 def _final_metrics(result: TrainResult) -> dict:
@@ -191,9 +167,9 @@ def _final_metrics(result: TrainResult) -> dict:
 
 
 def run_job(job_id: str, settings: Settings, session_factory: SessionFactory) -> None:
-    worker_id = store.this_worker_id()
+    worker_id = jobs.this_worker_id()
     with session_factory() as session:
-        job = store.try_acquire_lease(session, job_id, worker_id, settings.job_lease_seconds)
+        job = jobs.try_acquire_lease(session, job_id, worker_id, settings.job_lease_seconds)
         if job is None:
             log.info("job %s: not taken (unknown, finished, cancelled or running elsewhere)", job_id)
             return
@@ -207,13 +183,15 @@ def run_job(job_id: str, settings: Settings, session_factory: SessionFactory) ->
         if train_set is None:
             raise ValueError("the job's dataset was deleted")
         result = _train(job, train_set, eval_set, settings, recorder, heartbeat)
-        _register(session_factory, job_id, worker_id, result, _final_metrics(result), settings)
+        _register(session_factory, job, worker_id, result, settings)
     except TrainingStopped:
         if not heartbeat.lease_lost.is_set():
-            _finish(session_factory, job_id, worker_id, status="cancelled")
+            with session_factory() as session:
+                jobs.end_cancelled(session, job_id, worker_id)
     except Exception as error:
         log.exception("job %s failed", job_id)
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        _finish(session_factory, job_id, worker_id, status="failed", error=message[:MAX_ERROR_CHARS])
+        with session_factory() as session:
+            jobs.fail(session, job_id, worker_id, message[:MAX_ERROR_CHARS])
     finally:
         heartbeat.stop()

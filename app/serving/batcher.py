@@ -20,6 +20,7 @@ from typing import Protocol
 import numpy as np
 
 from app import metrics
+from app.errors import PredictQueueFull
 
 TextPair = tuple[str, str | None]
 # Requests with at most this many characters are tokenized on the event loop (tens of microseconds, cheaper
@@ -31,14 +32,6 @@ class BatchModel(Protocol):
     def tokenize(self, pairs: list[TextPair]) -> Sequence[Sized]: ...
 
     async def predict_tokenized(self, encodings: list) -> np.ndarray: ...
-
-
-class QueueFull(Exception):
-    """More inputs are waiting than the queue may hold; the caller should retry after `retry_after_s`."""
-
-    def __init__(self, pending: int, limit: int, retry_after_s: int):
-        super().__init__(f"{pending} inputs are waiting for prediction (limit {limit}); retry in {retry_after_s} s")
-        self.retry_after_s = retry_after_s
 
 
 @dataclass
@@ -84,9 +77,9 @@ class Batcher:
         self._queue.clear()
 
     async def predict(self, model: BatchModel, pairs: list[TextPair]) -> list[list[float]]:
-        """Class probabilities, one row per pair, in their order. Raises QueueFull instead of waiting."""
+        """Class probabilities, one row per pair, in their order. Raises PredictQueueFull instead of waiting."""
         if self.pending + len(pairs) > self.max_queue_inputs:
-            raise QueueFull(self.pending, self.max_queue_inputs, retry_after_s=1)
+            raise PredictQueueFull(self.pending, self.max_queue_inputs, retry_after_s=1)
         self.pending += len(pairs)
         metrics.PREDICT_PENDING_INPUTS.set(self.pending)
         try:

@@ -4,7 +4,8 @@ The model is the one named in the request, or the deployed one according to the 
 DEPLOYED_REFRESH_S, so a model the worker deploys is served without a restart). Deploying loads the new model
 completely before it is flipped in the store and here: a request resolves its model once, at its start, and
 finishes on it, so during a switch requests see the old or the new model, never a half-loaded one.
-Store access happens in worker threads; inference on the batcher's thread; the event loop only coordinates.
+Store access happens in worker threads and inference in the model's replica processes; the event loop only
+coordinates.
 """
 import asyncio
 import os
@@ -18,22 +19,15 @@ from sqlalchemy.orm import Session
 
 from app.db import store
 from app.db.models import ModelRecord
+from app.errors import ModelNotFound, ModelUnloadable, NoModelDeployed, ReplicaDied
 from app.serving.batcher import Batcher, TextPair
 from app.serving.model_cache import ModelCache
-from app.serving.replicas import ReplicaDied, ReplicatedModel
+from app.serving.replicas import ReplicatedModel
 from app.settings import Settings
-from model_core.predict import QUANTIZE_MODES
+from model_core.checkpoint import CheckpointError
 
 DEPLOYED_REFRESH_S = 1.0
 Result = TypeVar("Result")
-
-
-class ModelNotFound(LookupError):
-    pass
-
-
-class NoModelDeployed(LookupError):
-    pass
 
 
 @dataclass
@@ -45,10 +39,6 @@ class Prediction:
 
 class PredictionService:
     def __init__(self, settings: Settings, session_factory: Callable[[], Session]):
-        if settings.predict_quantize not in (None, *QUANTIZE_MODES):
-            raise ValueError(
-                f"PREDICT_QUANTIZE must be unset or one of {QUANTIZE_MODES}, got {settings.predict_quantize!r}"
-            )
         self.settings = settings
         self._session_factory = session_factory
         cores = len(os.sched_getaffinity(0))  # the cores this process may run on (a container's CPU set)
@@ -81,7 +71,7 @@ class PredictionService:
     async def _record(self, model_id: str) -> ModelRecord:
         record = await self._in_store(lambda session: session.get(ModelRecord, model_id))
         if record is None:
-            raise ModelNotFound(f"model {model_id} not found")
+            raise ModelNotFound(model_id)
         return record
 
     async def _deployed_model(self) -> tuple[str, Path]:
@@ -92,7 +82,7 @@ class PredictionService:
                 self._deployed = (record.id, Path(record.path)) if record is not None else None
                 self._deployed_read_at = read_at
         if self._deployed is None:
-            raise NoModelDeployed("no model is deployed: deploy one with POST /models/{id}/deploy")
+            raise NoModelDeployed()
         return self._deployed
 
     async def _model(self, model_id: str | None) -> tuple[str, ReplicatedModel]:
@@ -102,10 +92,16 @@ class PredictionService:
             return model_id, model
         else:
             model_dir = Path((await self._record(model_id)).path)
-        return model_id, await self.models.get(model_id, model_dir)
+        return model_id, await self._loaded(model_id, model_dir)
+
+    async def _loaded(self, model_id: str, model_dir: Path) -> ReplicatedModel:
+        try:
+            return await self.models.get(model_id, model_dir)
+        except CheckpointError as error:
+            raise ModelUnloadable(f"model {model_id} cannot be loaded: {error}") from error
 
     async def predict(self, model_id: str | None, pairs: list[TextPair]) -> Prediction:
-        """Raises ModelNotFound, NoModelDeployed, batcher.QueueFull or ReplicaDied."""
+        """Raises ModelNotFound, NoModelDeployed, ModelUnloadable, PredictQueueFull or ReplicaDied."""
         model_id, model = await self._model(model_id)
         try:
             probs = await self.batcher.predict(model, pairs)
@@ -118,7 +114,7 @@ class PredictionService:
     async def deploy(self, model_id: str) -> ModelRecord:
         """Loads the model fully, then makes it the deployed one in the store and for this process."""
         model_dir = Path((await self._record(model_id)).path)
-        await self.models.get(model_id, model_dir)
+        await self._loaded(model_id, model_dir)
         record = await self._in_store(lambda session: store.deploy_model(session, model_id))
         self._deployed, self._deployed_read_at = (model_id, model_dir), time.monotonic()
         return record

@@ -3,14 +3,14 @@ and a deploy switch with requests in flight."""
 import asyncio
 import os
 import random
+import subprocess
+import sys
 
 import pytest
 
 from prometheus_client import REGISTRY
 
 from app.db import store
-from app.serving.service import PredictionService
-from app.settings import Settings
 from model_core.data import read_table
 from tests.serving.conftest import SST2_DEV, serving_app
 from tests.serving.models import LABELS
@@ -256,6 +256,11 @@ async def test_a_dead_replica_is_503_then_the_model_is_loaded_again(tmp_path, cl
     assert not any(process.is_alive() for process in reloaded.processes)  # stopped with the app
 
 
-def test_unknown_quantization_fails_at_startup(tmp_path):
-    with pytest.raises(ValueError, match="PREDICT_QUANTIZE"):
-        PredictionService(Settings(database_url="sqlite:///:memory:", predict_quantize="int4"), lambda: None)
+def test_unknown_quantization_or_device_fails_at_startup_naming_the_variable(tmp_path):
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}", "PREDICT_QUANTIZE": "int4",
+           "DEVICE": "gpu"}
+    started = subprocess.run([sys.executable, "-m", "app.cli", "migrate"], env=env, capture_output=True, text=True)
+    assert started.returncode == 1 and "Traceback" not in started.stderr
+    assert "PREDICT_QUANTIZE: Input should be 'int8' (got 'int4')" in started.stderr
+    assert "DEVICE: Input should be 'auto', 'cpu' or 'cuda' (got 'gpu')" in started.stderr
+    assert not (tmp_path / "app.db").exists()

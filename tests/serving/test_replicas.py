@@ -7,7 +7,8 @@ import multiprocessing
 import pytest
 import torch
 
-from app.serving.replicas import ReplicaDied, ReplicatedModel
+from app.errors import ReplicaDied
+from app.serving.replicas import ReplicatedModel
 from model_core.checkpoint import CheckpointError
 from model_core.predict import Predictor
 

@@ -2,13 +2,14 @@
 import shutil
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
 from sqlalchemy import select
 
-from app.api.deps import DEFAULT_LIMIT, LimitQuery, OffsetQuery, SessionDep, SettingsDep
+from app.api.deps import DEFAULT_LIMIT, LimitQuery, OffsetQuery, SessionDep, SettingsDep, get_dataset_or_404
 from app.auth import require_admin
-from app.db import store
-from app.db.models import Dataset, Job
+from app.db import jobs, store
+from app.db.models import Dataset
+from app.errors import DatasetInUse
 from app.schemas import DatasetOut, Page
 from app.uploads import COLUMN_FIELDS, ColumnChoice, receive_form, store_dataset
 
@@ -30,13 +31,6 @@ UPLOAD_FORM = {
         }}},
     }
 }
-
-
-def get_dataset_or_404(session, dataset_id: str) -> Dataset:
-    dataset = session.get(Dataset, dataset_id)
-    if dataset is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"dataset {dataset_id} not found")
-    return dataset
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetOut, openapi_extra=UPLOAD_FORM,
@@ -66,12 +60,8 @@ def get_dataset(dataset_id: str, session: SessionDep) -> Dataset:
                responses={409: {"description": "Used by a queued or running job"}})
 def delete_dataset(dataset_id: str, session: SessionDep) -> Response:
     dataset = get_dataset_or_404(session, dataset_id)
-    active = session.scalars(select(Job.id).where(
-        (Job.dataset_id == dataset_id) | (Job.eval_dataset_id == dataset_id), Job.status.in_(("queued", "running"))
-    )).first()
-    if active:
-        raise HTTPException(status.HTTP_409_CONFLICT, f"dataset {dataset_id} is used by job {active}, which is not "
-                                                      "finished; cancel it or wait")
+    if active := jobs.active_job_reading(session, dataset_id):
+        raise DatasetInUse(f"dataset {dataset_id} is used by job {active}, which is not finished; cancel it or wait")
     session.delete(dataset)
     session.commit()
     shutil.rmtree(Path(dataset.path).parent, ignore_errors=True)

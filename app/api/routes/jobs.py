@@ -4,23 +4,25 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from pydantic.json_schema import models_json_schema
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import DEFAULT_LIMIT, LimitQuery, OffsetQuery, SessionDep, SettingsDep
-from app.api.routes.datasets import get_dataset_or_404
+from app.api.deps import (DEFAULT_LIMIT, LimitQuery, OffsetQuery, SessionDep, SettingsDep, get_dataset_or_404,
+                          get_job_or_404)
 from app.auth import require_admin
-from app.db import store
-from app.db.models import JOB_STATUSES, TERMINAL_STATUSES, Dataset, Job, MetricPoint, utcnow
+from app.db import jobs, store
+from app.db.jobs import JobStatus
+from app.db.models import Dataset, Job, MetricPoint
+from app.errors import QueueUnavailable, Unprocessable, UnsupportedMediaType
 from app.schemas import JobConfig, JobCreate, JobMetricsHistory, JobOut, Page, metric_point_out
 from app.settings import Settings
 from app.uploads import COLUMN_FIELDS, ColumnChoice, receive_form, store_dataset
-from model_core.base_models import BaseModelNotFound, resolve_base_model
+from model_core.base_models import resolve_base_model
 from model_core.config import ConfigError, ModelConfig
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[Depends(require_admin)])
@@ -47,22 +49,14 @@ CREATE_BODY = {"requestBody": {"required": True, "content": {
 }}}
 
 
-def _unprocessable(error: ValidationError) -> HTTPException:
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, error.errors(include_url=False, include_context=False, include_input=False))
-
-
 def _check_base_model(config: JobConfig) -> None:
-    try:
-        base_dir = resolve_base_model(config.base_model)
-    except BaseModelNotFound as error:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+    base_dir = resolve_base_model(config.base_model)  # BaseModelNotFound: 404
     try:
         positions = ModelConfig.from_json(base_dir / "config.json").max_len
     except ConfigError as error:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"base model {config.base_model!r}: {error}") from None
+        raise Unprocessable(f"base model {config.base_model!r}: {error}") from None
     if config.hyperparameters.max_len > positions:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            f"hyperparameters.max_len {config.hyperparameters.max_len} exceeds the "
+        raise Unprocessable(f"hyperparameters.max_len {config.hyperparameters.max_len} exceeds the "
                             f"{positions} positions of base model {config.base_model!r}")
 
 
@@ -70,32 +64,23 @@ def _check_labels(config: JobConfig, train: Dataset, eval_dataset: Dataset | Non
     if eval_dataset is None:
         too_few = [label for label, count in train.labels.items() if count < 2]
         if too_few:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                                f"cannot hold out a stratified eval_fraction: label(s) {too_few} have fewer than "
+            raise Unprocessable(f"cannot hold out a stratified eval_fraction: label(s) {too_few} have fewer than "
                                 "2 rows; add rows or upload an eval dataset")
         return
     unknown = [label for label in eval_dataset.labels if label not in train.labels]
     if unknown:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            f"the eval dataset has label(s) {unknown} that the training dataset lacks")
+        raise Unprocessable(f"the eval dataset has label(s) {unknown} that the training dataset lacks")
     if (eval_dataset.text_pair_column is None) != (train.text_pair_column is None):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            "the training and eval datasets must both have a text pair column, or neither")
+        raise Unprocessable("the training and eval datasets must both have a text pair column, or neither")
 
 
 def _add_job(session: Session, config: JobConfig, train: Dataset, eval_dataset: Dataset | None) -> Job:
     _check_base_model(config)
     _check_labels(config, train, eval_dataset)
-    job = Job(
-        name=config.name, status="queued", dataset_id=train.id,
-        eval_dataset_id=eval_dataset.id if eval_dataset else None,
-        eval_fraction=None if eval_dataset else config.eval_fraction, base_model=config.base_model,
-        hyperparameters=config.hyperparameters.model_dump(), step=0, epoch=0.0, metrics={},
-        cancel_requested=False, attempts=0,
-    )
-    session.add(job)
-    session.commit()
-    return job
+    return jobs.create(session, name=config.name, dataset_id=train.id,
+                       eval_dataset_id=eval_dataset.id if eval_dataset else None,
+                       eval_fraction=None if eval_dataset else config.eval_fraction, base_model=config.base_model,
+                       hyperparameters=config.hyperparameters.model_dump())
 
 
 def _enqueue(request: Request, session: Session, job: Job) -> None:
@@ -103,9 +88,8 @@ def _enqueue(request: Request, session: Session, job: Job) -> None:
     try:
         request.app.state.enqueue_job(job.id)
     except Exception as error:  # the broker's connection errors vary by transport
-        job.status, job.error, job.finished_at = "failed", f"could not queue the job: {error}", utcnow()
-        session.commit()
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"the job queue is unavailable: {error}") from None
+        jobs.mark_unqueueable(session, job, f"could not queue the job: {error}")
+        raise QueueUnavailable(f"the job queue is unavailable: {error}") from None
 
 
 async def _create_from_multipart(request: Request, session: Session, settings: Settings) -> Job:
@@ -114,7 +98,7 @@ async def _create_from_multipart(request: Request, session: Session, settings: S
         try:
             config = JobConfig.model_validate_json(form.fields.get("config") or "{}")
         except ValidationError as error:
-            raise _unprocessable(error) from None
+            raise Unprocessable.from_validation(error) from None
         columns = ColumnChoice.from_form(form.fields)
         train = await store_dataset(session, form, "train", columns, config.name, settings.artifact_dir)
         eval_dataset = None
@@ -127,7 +111,7 @@ async def _create_from_json(request: Request, session: Session) -> Job:
     try:
         body = JobCreate.model_validate_json(await request.body())
     except ValidationError as error:
-        raise _unprocessable(error) from None
+        raise Unprocessable.from_validation(error) from None
     train = get_dataset_or_404(session, body.dataset_id)
     eval_dataset = get_dataset_or_404(session, body.eval_dataset_id) if body.eval_dataset_id else None
     return _add_job(session, body, train, eval_dataset)
@@ -144,26 +128,18 @@ async def create_job(request: Request, session: SessionDep, settings: SettingsDe
     elif content_type.startswith("application/json"):
         job = await _create_from_json(request, session)
     else:
-        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
-                            "send application/json (dataset ids) or multipart/form-data (train file, config)")
+        raise UnsupportedMediaType("send application/json (dataset ids) or multipart/form-data (train file, config)")
     _enqueue(request, session, job)
     return JobOut.of(job)
 
 
 @router.get("", response_model=Page[JobOut])
-def list_jobs(session: SessionDep, status_filter: Annotated[str | None, Query(
-                  alias="status", pattern=f"^({'|'.join(JOB_STATUSES)})$", description="Only jobs in this status.")] = None,
+def list_jobs(session: SessionDep, status_filter: Annotated[JobStatus | None, Query(
+                  alias="status", description="Only jobs in this status.")] = None,
               limit: LimitQuery = DEFAULT_LIMIT, offset: OffsetQuery = 0) -> dict:
     query = select(Job) if status_filter is None else select(Job).where(Job.status == status_filter)
     items, total = store.page(session, query, Job.created_at, limit, offset)
     return {"items": [JobOut.of(job) for job in items], "total": total, "limit": limit, "offset": offset}
-
-
-def get_job_or_404(session: Session, job_id: str) -> Job:
-    job = session.get(Job, job_id, populate_existing=True)
-    if job is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id} not found")
-    return job
 
 
 @router.get("/{job_id}", response_model=JobOut)
@@ -183,14 +159,7 @@ def get_job_metrics(job_id: str, session: SessionDep) -> JobMetricsHistory:
              responses={409: {"description": "The job already finished"}})
 def cancel_job(job_id: str, session: SessionDep) -> JobOut:
     """A queued job never starts; a running one stops at its next step (within seconds)."""
-    job = get_job_or_404(session, job_id)
-    if job.status in TERMINAL_STATUSES:
-        raise HTTPException(status.HTTP_409_CONFLICT, f"job {job_id} already {job.status}; nothing to cancel")
-    session.execute(update(Job).where(Job.id == job_id, Job.status.in_(("queued", "running")))
-                    .values(cancel_requested=True))
-    session.execute(update(Job).where(Job.id == job_id, Job.status == "queued")
-                    .values(status="cancelled", finished_at=utcnow()))
-    session.commit()
+    jobs.cancel(session, get_job_or_404(session, job_id))
     return JobOut.of(get_job_or_404(session, job_id))
 
 
@@ -216,7 +185,7 @@ def job_events(job_id: str, request: Request) -> StreamingResponse:
 
     async def events() -> AsyncIterator[str]:
         job, _ = await run_in_threadpool(poll, 0)
-        if job.status in TERMINAL_STATUSES:
+        if job.status in jobs.TERMINAL:
             yield _sse("status", JobOut.of(job).model_dump_json())
             return
         last_status, last_progress, last_point_id = None, None, 0
@@ -226,13 +195,13 @@ def job_events(job_id: str, request: Request) -> StreamingResponse:
             for point in points:
                 yield _sse("metrics", json.dumps({"kind": point.kind, **metric_point_out(point).model_dump(mode="json")}))
                 last_point_id = point.id
-            if out.progress != last_progress and job.status not in TERMINAL_STATUSES:
+            if out.progress != last_progress and job.status not in jobs.TERMINAL:
                 yield _sse("progress", out.model_dump_json())
                 last_progress = out.progress
             if job.status != last_status:
                 yield _sse("status", out.model_dump_json())
                 last_status = job.status
-            if job.status in TERMINAL_STATUSES:
+            if job.status in jobs.TERMINAL:
                 return
             await asyncio.sleep(EVENTS_POLL_SECONDS)
 

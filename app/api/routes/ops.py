@@ -1,19 +1,24 @@
-"""Operations: liveness, readiness (store and queue), and the OpenAPI page and schema (admin when keys are set)."""
+"""Operations: liveness and readiness (open), Prometheus metrics and the OpenAPI page and schema (admin when
+keys are set)."""
 import asyncio
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
+from app import metrics
+from app.api.deps import SessionDep
 from app.auth import require_admin
+from app.db import jobs
 from app.schemas import Health
 
 READY_TIMEOUT_S = 5
 
 router = APIRouter(tags=["ops"])
-docs_router = APIRouter(tags=["ops"], dependencies=[Depends(require_admin)], include_in_schema=False)
+admin_router = APIRouter(tags=["ops"], dependencies=[Depends(require_admin)])
 
 
 @router.get("/health", response_model=Health)
@@ -45,11 +50,18 @@ async def ready(request: Request):
     return Health(status="ok")
 
 
-@docs_router.get("/openapi.json")
+@admin_router.get("/metrics", response_class=Response, summary="Prometheus metrics (text format)")
+def prometheus_metrics(session: SessionDep) -> Response:
+    for status, count in jobs.count_by_status(session).items():
+        metrics.JOBS.labels(status).set(count)
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+@admin_router.get("/openapi.json", include_in_schema=False)
 def openapi_schema(request: Request) -> JSONResponse:
     return JSONResponse(request.app.openapi())
 
 
-@docs_router.get("/docs")
+@admin_router.get("/docs", include_in_schema=False)
 def swagger_ui() -> HTMLResponse:
     return get_swagger_ui_html(openapi_url="/openapi.json", title="Fine-tuning service")

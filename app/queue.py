@@ -1,13 +1,15 @@
-"""The Celery app's configuration, shared by the api (which only sends) and the worker (worker.celery_app).
+"""The job queue: the Celery app's configuration, shared by the api (which only sends) and the worker
+(worker.celery_app builds its app here, so the worker imports app and never the reverse).
 
-Worker command (one per GPU, or one on CPU):
-    celery -A worker.celery_app worker -Q training --concurrency 1 --loglevel INFO
+Worker command (one per GPU, or one on CPU); it consumes the CELERY_QUEUE queue:
+    celery -A worker.celery_app worker --concurrency 1 --loglevel INFO
 
 With CELERY_BROKER_URL unset (the embedded default) the broker is kombu's filesystem transport under
 ARTIFACT_DIR/broker/, and `python -m app.cli serve` starts that same worker command as a child process.
 Importing this module never imports torch: the api sends tasks by name.
 """
 from celery import Celery
+from kombu import Queue
 
 from app.settings import Settings
 
@@ -29,12 +31,13 @@ def broker_options(settings: Settings) -> tuple[str, dict]:
 
 def make_celery(settings: Settings) -> Celery:
     broker_url, transport_options = broker_options(settings)
-    celery = Celery("finetune_service", broker=broker_url, include=["worker.tasks"])
+    celery = Celery("finetune_service", broker=broker_url)
     celery.conf.update(
         broker_transport_options=transport_options,
         broker_connection_timeout=BROKER_TIMEOUT_S,
         broker_connection_retry_on_startup=True,
-        task_default_queue=settings.celery_queue,
+        task_default_queue=settings.celery_queue,  # where send_finetune sends
+        task_queues=[Queue(settings.celery_queue)],  # what a worker started without -Q consumes
         task_acks_late=True,  # a job's message is acknowledged when the job ends, not when it starts
         task_reject_on_worker_lost=True,  # a killed child puts its message back
         task_ignore_result=True,  # state lives in the jobs table
@@ -45,8 +48,8 @@ def make_celery(settings: Settings) -> Celery:
     return celery
 
 
-def send_finetune(celery: Celery, job_id: str, queue: str) -> None:
-    celery.send_task(FINETUNE_TASK, args=[job_id], queue=queue, retry=False)
+def send_finetune(celery: Celery, job_id: str) -> None:
+    celery.send_task(FINETUNE_TASK, args=[job_id], retry=False)
 
 
 def check_broker(celery: Celery) -> None:
