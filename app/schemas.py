@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Annotated, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from app.db.jobs import JobStatus
 from app.db.models import Dataset, Job, MetricPoint
+from model_core.config import TrainConfig
 
 MAX_PAGE_LIMIT = 200
 DEFAULT_PAGE_LIMIT = 50
@@ -50,17 +51,19 @@ class DatasetOut(BaseModel):
 
 # --- jobs ----------------------------------------------------------------------------------------------------------
 
-class Hyperparameters(StrictBody):
-    epochs: int = Field(3, ge=1, le=100, description="Passes over the training set, 1..100.")
-    batch_size: int = Field(32, ge=1, le=1024, description="Examples per step, 1..1024.")
-    learning_rate: float = Field(5e-5, gt=0, le=1, description="Peak AdamW learning rate, (0, 1].")
-    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of the steps with linear warm-up, [0, 1).")
-    weight_decay: float = Field(0.01, ge=0, le=1, description="AdamW weight decay, [0, 1].")
-    max_len: int = Field(128, ge=8, le=512, description="Tokens per example (longer is truncated), 8..512 and at most "
-                         "the base model's position limit.")
-    seed: int = Field(42, ge=0, le=2**32 - 1, description="Seed of initialisation, data order and the held-out split.")
-    save_steps: int | None = Field(500, ge=1, description="Checkpoint every this many steps: where an interrupted job "
-                                   "resumes. null: only at the end.")
+SERVICE_DEFAULTS = {"save_steps": 500}  # a job's defaults where they differ from the trainer's: a job checkpoints
+
+
+def with_defaults(model: type[BaseModel], name: str, doc: str, defaults: dict) -> type[BaseModel]:
+    """A subclass of `model` with other defaults; every field keeps its type, range and description."""
+    fields = model.model_fields
+    changed = {key: (Annotated[fields[key].annotation, fields[key]], value) for key, value in defaults.items()}
+    return create_model(name, __base__=model, __module__=__name__, __doc__=doc, **changed)
+
+
+# model_core's TrainConfig is the one definition of the hyperparameters, their ranges and their documentation
+Hyperparameters = with_defaults(TrainConfig, "Hyperparameters",
+                                "Fine-tuning hyperparameters; an unknown name is a 422.", SERVICE_DEFAULTS)
 
 
 class JobConfig(StrictBody):

@@ -75,8 +75,8 @@ class TransformersTrainer:
         torch.manual_seed(cfg.seed)
         self.tokenizer = BertTokenizerFast.from_pretrained(base_dir)
         self.model = BertForSequenceClassification.from_pretrained(base_dir, num_labels=len(labels)).train()
-        self.optimizer = make_optimizer(self.model, cfg.lr, cfg.weight_decay)
-        self.scheduler = linear_schedule(self.optimizer, round(cfg.warmup * total_steps), total_steps)
+        self.optimizer = make_optimizer(self.model, cfg.learning_rate, cfg.weight_decay)
+        self.scheduler = linear_schedule(self.optimizer, round(cfg.warmup_ratio * total_steps), total_steps)
         self.texts = [e.text for e in examples]
         self.targets = label_ids(examples, labels, "the training set")
         self.cfg = cfg
@@ -143,7 +143,7 @@ def training_rows(sizes: Sizes, base_dir: Path, work: Path) -> list[dict]:
     table = read_table(DATA / "sst2" / "train.tsv")
     n_batches = WARMUP_STEPS + sizes.steps * sizes.repeats
     examples = random.Random(0).sample(table.examples, BATCH * 60 * max(1, n_batches // 50 + 1))
-    cfg = TrainConfig(batch_size=BATCH, max_len=MAX_LEN, warmup=0.0, seed=1, total_steps=10_000)
+    cfg = TrainConfig(batch_size=BATCH, max_len=MAX_LEN, warmup_ratio=0.0, seed=1, total_steps=10_000)
     ours = build_trainer(examples, None, BASE, work / "throughput", cfg, device="cpu")
     own_loop = build_trainer(examples, None, BASE, work / "own-loop", cfg, device="cpu")
     theirs = TransformersTrainer(base_dir, examples, ours.labels, cfg, total_steps=10_000)
@@ -261,7 +261,7 @@ def sst2_accuracy_rows(work: Path, base_dir: Path) -> list[dict]:
     """1 epoch on a seeded 8,000-row subset, batch 32, lr 5e-5, warmup 0.1, max_len 64; dev accuracy."""
     train = random.Random(0).sample(read_table(DATA / "sst2" / "train.tsv").examples, 8000)
     dev = read_table(DATA / "sst2" / "dev.tsv").examples
-    cfg = TrainConfig(epochs=1, batch_size=32, lr=5e-5, warmup=0.1, max_len=64, seed=42)
+    cfg = TrainConfig(epochs=1, batch_size=32, learning_rate=5e-5, warmup_ratio=0.1, max_len=64, seed=42)
     ours, ours_seconds = timed_finetune("SST-2 accuracy", train, dev, work / "sst2-accuracy", cfg, device="cpu")
 
     trainer = build_trainer(train, None, BASE, work / "unused", cfg, device="cpu")  # the same batches
@@ -288,7 +288,7 @@ def banking77_rows(work: Path) -> list[dict]:
     """Full-train run (hyperparameters fixed in advance, no test-set selection), then test accuracy."""
     train = read_table(DATA / "banking77" / "train.csv").examples
     test = read_table(DATA / "banking77" / "test.csv").examples
-    cfg = TrainConfig(epochs=5, batch_size=32, lr=1e-4, warmup=0.1, max_len=64, seed=42)
+    cfg = TrainConfig(epochs=5, batch_size=32, learning_rate=1e-4, warmup_ratio=0.1, max_len=64, seed=42)
     result, seconds = timed_finetune("Banking77 full-train", train, None, work / "banking77", cfg, device="auto")
     loaded = load_model(result.model_dir)
     metrics = evaluate(loaded.model, loaded.tokenizer, test, loaded.labels, loaded.max_len)

@@ -171,7 +171,7 @@ def _accuracy(predictor: Predictor, sentences: list[str], labels: list[str]) -> 
 def _bench_model(out_dir: Path, n_train: int) -> tuple[Path, str]:
     """MiniLM fine-tuned for one short epoch on an SST-2 train subset."""
     train = read_table(SST2 / "train.tsv").examples[:n_train]
-    config = TrainConfig(epochs=1, batch_size=32, max_len=64, lr=1e-4)
+    config = TrainConfig(epochs=1, batch_size=32, max_len=64, learning_rate=1e-4)
     result = finetune(train, None, "minilm-l6", out_dir.parent / "train", config)
     shutil.move(result.model_dir, out_dir)
     return out_dir, f"MiniLM fine-tuned 1 epoch on {n_train} SST-2 train sentences"

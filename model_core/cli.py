@@ -11,12 +11,13 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import get_args
 
 from pydantic import ValidationError
 
 from model_core.base_models import BaseModelNotFound
 from model_core.checkpoint import CheckpointError, load_model
-from model_core.config import ConfigError, TrainConfig
+from model_core.config import SEED_TRAIN_NAMES, ConfigError, TrainConfig
 from model_core.data import DataError, read_table
 from model_core.evaluate import evaluate
 from model_core.tokenization import VocabError
@@ -24,19 +25,6 @@ from model_core.train import DeviceUnavailable, finetune
 
 USAGE_ERROR = 2
 BAD_INPUT = (DataError, CheckpointError, ConfigError, VocabError, BaseModelNotFound, DeviceUnavailable, OSError)
-HYPERPARAMETERS = {  # flag -> (TrainConfig field, type)
-    "--epochs": ("epochs", int),
-    "--batch-size": ("batch_size", int),
-    "--lr": ("lr", float),
-    "--warmup": ("warmup", float),
-    "--weight-decay": ("weight_decay", float),
-    "--max-len": ("max_len", int),
-    "--seed": ("seed", int),
-    "--save-steps": ("save_steps", int),
-    "--eval-steps": ("eval_steps", int),
-    "--total-steps": ("total_steps", int),
-    "--early-stopping-patience": ("early_stopping_patience", int),
-}
 PREDICT_CHUNK = 1024  # inputs read, length-sorted and predicted together
 
 
@@ -56,12 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--eval", type=Path, help="evaluation file; the best epoch by macro-F1 is kept")
     train.add_argument("--base", default="minilm-l6", help="named base model or a Hugging Face BERT directory")
     train.add_argument("--out", required=True, type=Path, help="output directory (checkpoints/, model/)")
-    train.add_argument("--config", type=Path, help="JSON file of training settings; flags override it")
-    for flag, (_, kind) in HYPERPARAMETERS.items():
-        train.add_argument(flag, type=kind, help=TrainConfig.model_fields[HYPERPARAMETERS[flag][0]].description)
+    train.add_argument("--config", type=Path, help="JSON file of training settings (the hyperparameters below by "
+                       "name; the seed's lr, warmup and n_epochs too); flags override it")
     train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     train.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="cuda when present by default")
     add_column_flags(train)
+    add_hyperparameter_flags(train)
 
     evaluation = commands.add_parser("eval", help="evaluate a fine-tuned model on a labeled file")
     evaluation.add_argument("--model", required=True, type=Path, help="fine-tuned model directory")
@@ -84,24 +72,33 @@ def add_column_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text-pair-column", help="default: text_b or sentence2 when present")
 
 
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_hyperparameter_flags(parser: argparse.ArgumentParser) -> None:
+    """A flag per TrainConfig field (--learning-rate sets learning_rate), and the seed's names as aliases (--lr).
+
+    The values stay strings here: TrainConfig validates and converts them, with the ranges of its fields."""
+    group = parser.add_argument_group("hyperparameters", "override the --config file's values")
+    aliases: dict[str, list[str]] = {}
+    for seed_name, name in SEED_TRAIN_NAMES.items():
+        aliases.setdefault(name, []).append(flag(seed_name))
+    for name, field in TrainConfig.model_fields.items():
+        metavar = "N" if int in (field.annotation, *get_args(field.annotation)) else "X"
+        help_text = f"{field.description} (default: {json.dumps(field.default)})".replace("%", "%%")
+        group.add_argument(flag(name), *aliases.get(name, []), dest=name, metavar=metavar, help=help_text)
+
+
 def read_args_table(args: argparse.Namespace, path: Path):
     return read_table(path, args.label_column, args.text_column, args.text_pair_column)
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
-    """The --config JSON with the hyperparameter flags laid over it."""
-    settings = {}
-    if args.config is not None:
-        try:
-            settings = json.loads(args.config.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ConfigError(f"{args.config} is not a JSON file: {e}") from None
-        if not isinstance(settings, dict):
-            raise ConfigError(f"{args.config} must hold a JSON object of training settings")
-    for field_name, _ in HYPERPARAMETERS.values():
-        if getattr(args, field_name) is not None:
-            settings[field_name] = getattr(args, field_name)
-    return TrainConfig(**settings)
+    """The --config file's settings with the hyperparameter flags laid over them."""
+    settings = TrainConfig.from_json(args.config).model_dump() if args.config is not None else {}
+    flags = {name: getattr(args, name) for name in TrainConfig.model_fields if getattr(args, name) is not None}
+    return TrainConfig.model_validate(settings | flags)
 
 
 def run_train(args: argparse.Namespace) -> dict:

@@ -2,7 +2,8 @@
 
 ModelConfig reads both the seed's JSON shape (pytorchic-bert: dim, dim_ff, n_layers, ...)
 and a Hugging Face BERT config.json (hidden_size, intermediate_size, ...).
-TrainConfig is a pydantic model: an out-of-range value raises a ValidationError naming the field.
+TrainConfig is a pydantic model: an out-of-range value raises a ValidationError naming the field. It is the
+one definition of the hyperparameters: the API's request model and the CLI's flags are derived from it.
 """
 from __future__ import annotations
 
@@ -29,10 +30,23 @@ HF_TO_SEED = {
     "vocab_size": "vocab_size",
     "layer_norm_eps": "layer_norm_eps",
 }
+# the seed's (pytorchic-bert's) name in a training config file -> our TrainConfig field; the CLI takes them as flags
+SEED_TRAIN_NAMES = {"lr": "learning_rate", "warmup": "warmup_ratio", "n_epochs": "epochs"}
 
 
 class ConfigError(ValueError):
-    """A model config that is missing fields or describes an impossible model."""
+    """A config that cannot be read, is missing fields or describes an impossible model."""
+
+
+def read_json_object(path: str | Path, what: str) -> dict:
+    """The JSON object in the file; ConfigError naming `what` and the file when it cannot be read or is no object."""
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"cannot read {what} {path}: {e}") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{what} {path}: expected a JSON object")
+    return raw
 
 
 @dataclass
@@ -86,13 +100,7 @@ class ModelConfig:
 
     @classmethod
     def from_json(cls, path: str | Path) -> ModelConfig:
-        try:
-            raw = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ConfigError(f"cannot read model config {path}: {e}") from e
-        if not isinstance(raw, dict):
-            raise ConfigError(f"model config {path}: expected a JSON object")
-        return cls.from_dict(raw)
+        return cls.from_dict(read_json_object(path, "model config"))
 
     def to_dict(self) -> dict:
         """The seed's JSON shape."""
@@ -112,21 +120,43 @@ class ModelConfig:
 
 
 class TrainConfig(BaseModel):
-    """Fine-tuning hyperparameters; unknown keys are rejected."""
+    """Fine-tuning hyperparameters: the one definition the API, the CLI and the trainer share.
+
+    The field names are the API's; a description is the API's and the CLI's documentation of the field.
+    Unknown names are refused (a typo must not silently train with the default).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    seed: int = Field(42, ge=0, le=2**32 - 1, description="random seed (data order, dropout, head init)")
-    batch_size: int = Field(32, ge=1, le=1024, description="examples per optimizer step")
-    lr: float = Field(5e-5, gt=0, le=1.0, description="peak learning rate (AdamW)")
-    epochs: int = Field(3, ge=1, le=100, description="passes over the training data")
-    warmup: float = Field(0.1, ge=0, lt=1, description="linear warmup, as a fraction of total steps")
-    weight_decay: float = Field(0.01, ge=0, le=1, description="AdamW weight decay (not on biases/LayerNorm)")
-    max_len: int = Field(128, ge=8, le=512, description="tokens per input, incl. [CLS]/[SEP]; longer is truncated")
-    save_steps: int | None = Field(None, ge=1, description="checkpoint every N steps (None: only at the end)")
-    total_steps: int | None = Field(None, ge=1, description="stop after N steps (None: epochs * steps per epoch)")
-    grad_clip: float = Field(1.0, gt=0, description="max global gradient norm")
-    eval_steps: int | None = Field(None, ge=1, description="also evaluate every N steps (None: each epoch only)")
-    early_stopping_patience: int | None = Field(
-        None, ge=1, description="stop after N evaluations without a better macro-F1"
-    )
+    epochs: int = Field(3, ge=1, le=100, description="Passes over the training set, 1..100.")
+    batch_size: int = Field(32, ge=1, le=1024, description="Examples per step, 1..1024.")
+    learning_rate: float = Field(5e-5, gt=0, le=1, description="Peak AdamW learning rate, (0, 1].")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of the steps with linear warm-up, [0, 1).")
+    weight_decay: float = Field(0.01, ge=0, le=1, description="AdamW weight decay (not on biases and LayerNorm), "
+                                "[0, 1].")
+    max_len: int = Field(128, ge=8, le=512, description="Tokens per example, [CLS] and [SEP] included (longer is "
+                         "truncated), 8..512 and at most the base model's position limit.")
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="Seed of initialisation, data order and the held-out "
+                      "split, 0..4294967295.")
+    save_steps: int | None = Field(None, ge=1, description="Checkpoint every this many steps, >= 1: where an "
+                                   "interrupted run resumes. null: only at the end.")
+    total_steps: int | None = Field(None, ge=1, description="Stop after this many steps, >= 1 (the learning-rate "
+                                    "schedule spans them). null: epochs times the steps per epoch.")
+    grad_clip: float = Field(1.0, gt=0, description="Largest global gradient norm (clipped above), > 0.")
+    eval_steps: int | None = Field(None, ge=1, description="Also evaluate every this many steps, >= 1. null: after "
+                                   "each epoch (and the last step) only.")
+    early_stopping_patience: int | None = Field(None, ge=1, description="Stop after this many evaluations in a row "
+                                                "without a better macro-F1, >= 1. null: never stop early.")
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> TrainConfig:
+        """A training config file: our field names, or the seed project's (`lr`, `warmup`, `n_epochs`)."""
+        return cls.model_validate(with_our_names(read_json_object(path, "training config"), f"training config {path}"))
+
+
+def with_our_names(raw: dict, source: str) -> dict:
+    """`raw` with the seed project's training names (SEED_TRAIN_NAMES) renamed to ours."""
+    both = sorted(seed for seed, ours in SEED_TRAIN_NAMES.items() if seed in raw and ours in raw)
+    if both:
+        raise ConfigError(f"{source}: give either {both[0]!r} or {SEED_TRAIN_NAMES[both[0]]!r}, not both")
+    return {SEED_TRAIN_NAMES.get(key, key): value for key, value in raw.items()}

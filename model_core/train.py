@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from model_core.base_models import resolve_base_model
 from model_core.checkpoint import CheckpointError, load_pretrained_encoder, save_model
-from model_core.config import ModelConfig, TrainConfig
+from model_core.config import ModelConfig, TrainConfig, with_our_names
 from model_core.data import DataError, Example, length_grouped_batches
 from model_core.evaluate import evaluate, label_ids
 from model_core.model import Classifier
@@ -117,8 +117,9 @@ class Trainer:
     def __post_init__(self):
         self.steps_per_epoch = math.ceil(len(self.train) / self.cfg.batch_size)
         self.total_steps = self.cfg.total_steps or self.cfg.epochs * self.steps_per_epoch
-        self.optimizer = make_optimizer(self.model, self.cfg.lr, self.cfg.weight_decay)
-        self.scheduler = linear_schedule(self.optimizer, round(self.cfg.warmup * self.total_steps), self.total_steps)
+        self.optimizer = make_optimizer(self.model, self.cfg.learning_rate, self.cfg.weight_decay)
+        warmup_steps = round(self.cfg.warmup_ratio * self.total_steps)
+        self.scheduler = linear_schedule(self.optimizer, warmup_steps, self.total_steps)
         self.targets = label_ids(self.train, self.labels, "the training set", known="the given label list")
         self.texts = [e.text for e in self.train]
         has_pairs = any(e.text_pair is not None for e in self.train)
@@ -234,7 +235,10 @@ class Trainer:
             saved = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
         except (OSError, RuntimeError, EOFError) as e:
             raise CheckpointError(f"cannot read checkpoint {path}: {e}") from None
-        differing = [k for k, v in self.run_signature().items() if saved["signature"].get(k) != v]
+        signature = saved["signature"]
+        if "config" in signature:  # a checkpoint written before the hyperparameters took the API's names
+            signature["config"] = with_our_names(signature["config"], f"checkpoint {path}")
+        differing = [k for k, v in self.run_signature().items() if signature.get(k) != v]
         if differing:
             raise CheckpointError(f"checkpoint {path} belongs to a different run ({', '.join(differing)} differ); "
                                   "use a new output directory or the original data and settings")

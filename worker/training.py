@@ -113,13 +113,6 @@ class ProgressRecorder:
         self.last_flush = time.monotonic()
 
 
-def _train_config(hyperparameters: dict) -> TrainConfig:
-    return TrainConfig(seed=hyperparameters["seed"], batch_size=hyperparameters["batch_size"],
-                       lr=hyperparameters["learning_rate"], epochs=hyperparameters["epochs"],
-                       warmup=hyperparameters["warmup_ratio"], weight_decay=hyperparameters["weight_decay"],
-                       max_len=hyperparameters["max_len"], save_steps=hyperparameters.get("save_steps"))
-
-
 def _read(dataset: Dataset):
     return read_table(Path(dataset.path), label_column=dataset.label_column, text_column=dataset.text_column,
                       text_pair_column=dataset.text_pair_column)
@@ -128,7 +121,7 @@ def _read(dataset: Dataset):
 def _train(job: Job, train_set: Dataset, eval_set: Dataset | None, settings: Settings, recorder: ProgressRecorder,
            heartbeat: Heartbeat) -> TrainResult:
     table = _read(train_set)
-    cfg = _train_config(job.hyperparameters)
+    cfg = TrainConfig.model_validate(job.hyperparameters)  # the API's names are TrainConfig's
     if eval_set is not None:
         train_examples, eval_examples = table.examples, _read(eval_set).examples
     else:

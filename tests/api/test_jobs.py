@@ -29,7 +29,9 @@ def test_create_returns_the_queued_job_with_defaults_filled(client, job_body):
     assert set(job) == JOB_FIELDS
     assert (job["status"], job["name"], job["eval_dataset_id"], job["model_id"]) == ("queued", "first", None, None)
     assert job["hyperparameters"] == {"epochs": 2, "batch_size": 8, "learning_rate": 1e-3, "warmup_ratio": 0.1,
-                                      "weight_decay": 0.01, "max_len": 32, "seed": 42, "save_steps": 500}
+                                      "weight_decay": 0.01, "max_len": 32, "seed": 42, "save_steps": 500,
+                                      "total_steps": None, "grad_clip": 1.0, "eval_steps": None,
+                                      "early_stopping_patience": None}
     assert job["progress"] == {"step": 0, "total_steps": None, "epoch": 0.0, "fraction": 0.0}
     assert set(job["metrics"]) == {"train_loss", "eval_loss", "eval_accuracy", "eval_macro_f1"}
     assert client.get(f"/jobs/{job['id']}").json() == job

@@ -51,12 +51,14 @@ def test_missing_fields_and_unsupported_models_are_named(tmp_path):
 
 def test_train_config_defaults():
     cfg = TrainConfig()
-    assert (cfg.seed, cfg.batch_size, cfg.lr, cfg.epochs, cfg.warmup, cfg.max_len) == (42, 32, 5e-5, 3, 0.1, 128)
+    assert (cfg.seed, cfg.batch_size, cfg.learning_rate, cfg.epochs, cfg.warmup_ratio, cfg.max_len) == (
+        42, 32, 5e-5, 3, 0.1, 128)
     assert cfg.save_steps is None and cfg.total_steps is None and cfg.grad_clip == 1.0
 
 
 @pytest.mark.parametrize("field, value", [
-    ("lr", 0), ("batch_size", 0), ("epochs", 0), ("warmup", 1.0), ("warmup", -0.1), ("max_len", 513),
+    ("learning_rate", 0), ("batch_size", 0), ("epochs", 0), ("warmup_ratio", 1.0), ("warmup_ratio", -0.1),
+    ("max_len", 513),
     ("weight_decay", -1), ("save_steps", 0), ("grad_clip", 0), ("early_stopping_patience", 0),
 ])
 def test_out_of_range_train_values_name_the_field(field, value):
@@ -68,3 +70,17 @@ def test_out_of_range_train_values_name_the_field(field, value):
 def test_unknown_train_field_is_refused():
     with pytest.raises(ValidationError, match="learning_rte"):
         TrainConfig(learning_rte=1e-3)
+
+
+def test_train_config_file_errors_are_config_errors(tmp_path):
+    path = tmp_path / "train.json"
+    with pytest.raises(ConfigError, match="cannot read training config .*train.json"):
+        TrainConfig.from_json(path)
+    for content, message in [("{not json", "cannot read training config"), ("[1, 2]", "expected a JSON object"),
+                             ('{"lr": 1e-3, "learning_rate": 1e-4}', "either 'lr' or 'learning_rate'")]:
+        path.write_text(content)
+        with pytest.raises(ConfigError, match=message):
+            TrainConfig.from_json(path)
+    path.write_text('{"learning_rte": 1e-3}')
+    with pytest.raises(ValidationError, match="learning_rte"):
+        TrainConfig.from_json(path)

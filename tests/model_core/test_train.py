@@ -29,7 +29,7 @@ def tiny_base(tmp_path_factory):
 
 
 def test_tiny_model_learns_separable_task_to_full_train_accuracy(tiny_base, tmp_path):
-    cfg = TrainConfig(epochs=12, batch_size=8, lr=3e-3, warmup=0.1, max_len=16, seed=3)
+    cfg = TrainConfig(epochs=12, batch_size=8, learning_rate=3e-3, warmup_ratio=0.1, max_len=16, seed=3)
     steps, evals, started = [], [], []
     result = finetune(TRAIN, EVAL, tiny_base, tmp_path, cfg, device="cpu",
                       on_start=lambda total, device: started.append((total, device)),
@@ -50,7 +50,7 @@ def test_tiny_model_learns_separable_task_to_full_train_accuracy(tiny_base, tmp_
 
 
 def test_interrupted_then_resumed_run_ends_with_identical_weights(tiny_base, tmp_path):
-    cfg = TrainConfig(epochs=3, batch_size=8, lr=1e-3, max_len=16, seed=5, save_steps=4)  # 18 steps
+    cfg = TrainConfig(epochs=3, batch_size=8, learning_rate=1e-3, max_len=16, seed=5, save_steps=4)  # 18 steps
     full = finetune(TRAIN, None, tiny_base, tmp_path / "full", cfg, device="cpu")
 
     seen = []
@@ -80,8 +80,24 @@ def test_resume_refuses_a_checkpoint_of_a_different_run(tiny_base, tmp_path):
         finetune(TRAIN[:40], None, tiny_base, tmp_path, cfg, resume=True)
 
 
+def test_resume_accepts_a_checkpoint_that_names_the_settings_the_seed_way(tiny_base, tmp_path):
+    """Checkpoints written before TrainConfig took the API's names (lr, warmup) still resume."""
+    cfg = TrainConfig(epochs=1, batch_size=8, max_len=16, save_steps=2)  # 6 steps
+    seen = []
+    with pytest.raises(TrainingStopped):
+        finetune(TRAIN, None, tiny_base, tmp_path, cfg, on_step=seen.append, should_stop=lambda: len(seen) >= 2)
+    state_file = tmp_path / "checkpoints" / "step-2" / "state.pt"
+    saved = torch.load(state_file, weights_only=True)
+    config = saved["signature"]["config"]
+    config["lr"], config["warmup"] = config.pop("learning_rate"), config.pop("warmup_ratio")
+    torch.save(saved, state_file)
+    resumed = []
+    finetune(TRAIN, None, tiny_base, tmp_path, cfg, resume=True, on_step=resumed.append)
+    assert resumed[0].step == 3
+
+
 def test_early_stopping_keeps_the_best_evaluation(tiny_base, tmp_path):
-    cfg = TrainConfig(epochs=10, batch_size=8, lr=1e-9, max_len=16, eval_steps=2, early_stopping_patience=2)
+    cfg = TrainConfig(epochs=10, batch_size=8, learning_rate=1e-9, max_len=16, eval_steps=2, early_stopping_patience=2)
     evals = []
     result = finetune(TRAIN, EVAL, tiny_base, tmp_path, cfg, on_eval=evals.append)
     assert len(evals) == 3 and result.steps == 6 < result.total_steps  # two evaluations without gain
