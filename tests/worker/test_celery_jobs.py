@@ -1,5 +1,8 @@
 """PostgreSQL + Redis + a real `celery worker` process: jobs train, register, deploy, predict, cancel, and survive
 a worker killed with SIGKILL."""
+import os
+import re
+
 import pytest
 
 from tests.harness import TINY_HYPERPARAMETERS, sse_events, wait_for_job
@@ -48,6 +51,17 @@ def test_job_trains_registers_deploys_and_predicts(production_client, dataset_id
     assert prediction.status_code == 200, prediction.text
     assert prediction.json()["model"] == job["model_id"]
     assert [p["label"] in model["labels"] for p in prediction.json()["predictions"]] == [True, True]
+
+
+def test_each_job_runs_in_a_fresh_child_process(production_client, celery_worker, dataset_id, tiny_base_model):
+    jobs = [queue_job(production_client, dataset_id, tiny_base_model, TINY_HYPERPARAMETERS) for _ in range(2)]
+    for job in jobs:
+        assert wait_for_job(production_client, job["id"])["status"] == "succeeded"
+    log = celery_worker.log_path.read_text()
+    first, second = (int(re.search(rf"job {job['id']}: attempt 1 on \S+:(\d+)", log).group(1)) for job in jobs)
+    assert len({first, second, celery_worker.process.pid}) == 3
+    with pytest.raises(ProcessLookupError):  # the first job's child has exited, its memory returned
+        os.kill(first, 0)
 
 
 def test_cancel_running_and_queued_jobs(production_client, dataset_id, tiny_base_model):
