@@ -43,7 +43,6 @@ def make_celery(settings: Settings) -> Celery:
         task_ignore_result=True,  # state lives in the jobs table
         worker_prefetch_multiplier=1,
         worker_max_tasks_per_child=1,  # a fresh child per job returns all its (GPU) memory
-        worker_pool="worker.prefork:TaskPool",  # prefork, replacing a job's exited child at once
         worker_hijack_root_logger=False,
     )
     return celery

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from model_core.base_models import BaseModelNotFound
 from model_core.checkpoint import CheckpointError, load_model
-from model_core.config import SEED_TRAIN_NAMES, ConfigError, TrainConfig
+from model_core.config import SEED_TRAIN_NAMES, ConfigError, Device, TrainConfig
 from model_core.data import DataError, read_table
 from model_core.evaluate import evaluate
 from model_core.tokenization import VocabError
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", type=Path, help="JSON file of training settings (the hyperparameters below by "
                        "name; the seed's lr, warmup and n_epochs too); flags override it")
     train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
-    train.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="cuda when present by default")
+    train.add_argument("--device", default="auto", choices=get_args(Device), help="cuda when present by default")
     add_column_flags(train)
     add_hyperparameter_flags(train)
 

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from model_core.base_models import resolve_base_model
 from model_core.checkpoint import CheckpointError, load_pretrained_encoder, save_model
-from model_core.config import ModelConfig, TrainConfig, with_our_names
+from model_core.config import Device, ModelConfig, TrainConfig, with_our_names
 from model_core.data import DataError, Example, length_grouped_batches
 from model_core.evaluate import evaluate, label_ids
 from model_core.model import Classifier
@@ -63,6 +63,7 @@ class TrainResult:
     eval: EvalInfo | None  # the evaluation of the saved model (best macro-F1)
     device: str
     steps: int = 0  # steps taken: total_steps unless early stopping ended the run sooner
+    epoch: float = 0.0  # fractional epochs taken
 
 
 class DeviceUnavailable(ValueError):
@@ -84,7 +85,7 @@ class LoopState:
     evals_since_best: int = 0
 
 
-def resolve_device(device: str) -> torch.device:
+def resolve_device(device: Device) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     resolved = torch.device(device)
@@ -260,7 +261,7 @@ def checkpoints_newest_first(checkpoint_dir: Path) -> list[Path]:
 
 
 def build_trainer(train: Sequence[Example], eval: Sequence[Example] | None, base: str | Path, out_dir: Path,
-                  cfg: TrainConfig, labels: list[str] | None = None, device: str = "auto") -> Trainer:
+                  cfg: TrainConfig, labels: list[str] | None = None, device: Device = "auto") -> Trainer:
     """The seeded model (pretrained encoder, fresh head), optimizer and schedule of a run, on its device."""
     if not train:
         raise DataError("the training set is empty")
@@ -288,7 +289,7 @@ def finetune(
     cfg: TrainConfig,
     *,
     labels: list[str] | None = None,
-    device: str = "auto",
+    device: Device = "auto",
     resume: bool = False,
     on_step: Callable[[StepInfo], None] | None = None,
     on_eval: Callable[[EvalInfo], None] | None = None,
@@ -315,4 +316,5 @@ def finetune(
         eval=None if state.best_eval is None else EvalInfo(**state.best_eval),
         device=trainer.device.type,
         steps=state.step,
+        epoch=trainer.epoch,
     )

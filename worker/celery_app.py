@@ -5,3 +5,4 @@ from app.settings import load_settings
 
 app = make_celery(load_settings())
 app.conf.include = ["worker.tasks"]  # the api never imports them: it sends tasks by name
+app.conf.worker_pool = "worker.prefork:TaskPool"  # prefork, replacing a job's exited child at once

@@ -141,7 +141,7 @@ def _register(session_factory: SessionFactory, job: Job, worker_id: str, result:
     shutil.move(result.model_dir, model_dir)
     with session_factory() as session:
         record = jobs.succeed(session, job.id, worker_id, model_dir=model_dir, total_steps=result.total_steps,
-                              epoch=float(job.hyperparameters["epochs"]), metrics=_final_metrics(result),
+                              epoch=result.epoch, metrics=_final_metrics(result),
                               device=result.device)
         if record is None:  # another worker took the job over
             shutil.rmtree(model_dir, ignore_errors=True)
