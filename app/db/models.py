@@ -46,6 +46,8 @@ class Dataset(Base):
     label_column: Mapped[str] = mapped_column(String(255))
     text_column: Mapped[str] = mapped_column(String(255))
     text_pair_column: Mapped[str | None] = mapped_column(String(255))
+    label_delimiter: Mapped[str | None] = mapped_column(String(8))  # set: multi-label, labels split on it
+    allow_no_label: Mapped[bool] = mapped_column(Boolean, default=False)  # multi-label: an empty label cell is valid
     sha256: Mapped[str] = mapped_column(String(64))
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     path: Mapped[str] = mapped_column(Text)  # the raw uploaded file
@@ -64,6 +66,7 @@ class Job(Base):
     eval_fraction: Mapped[float | None] = mapped_column(Float)
     base_model: Mapped[str] = mapped_column(Text)
     hyperparameters: Mapped[dict] = mapped_column(JSON)  # effective, defaults filled
+    auto_choices: Mapped[dict | None] = mapped_column(JSON)  # {name: {"value", "reason"}} of the "auto" values
     step: Mapped[int] = mapped_column(Integer, default=0)
     total_steps: Mapped[int | None] = mapped_column(Integer)
     epoch: Mapped[float] = mapped_column(Float, default=0.0)
@@ -102,6 +105,7 @@ class ModelRecord(Base):
     job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
     base_model: Mapped[str] = mapped_column(Text)
     labels: Mapped[list] = mapped_column(JSON)  # label names in class-id order
+    problem_type: Mapped[str] = mapped_column(String(40), default="single_label_classification")  # transformers'
     metrics: Mapped[dict] = mapped_column(JSON, default=dict)
     path: Mapped[str] = mapped_column(Text)  # HF-compatible directory
     size_bytes: Mapped[int] = mapped_column(BigInteger)
