@@ -99,7 +99,7 @@ def test_bad_multipart_job_is_4xx_and_stores_nothing(client, sqlite_settings, fi
 
 
 def test_multipart_job_over_max_upload_mb_is_413(tmp_path, train_tsv):
-    from tests.harness import sqlite_settings_for
+    from testkit.store import sqlite_settings_for
 
     settings = sqlite_settings_for(tmp_path, max_upload_mb=0.001)
     with TestClient(create_app(settings)) as small_client:

@@ -13,10 +13,9 @@ import pytest
 from app.db.session import make_session_factory
 from app.main import create_app
 from app.settings import Settings
-from tests.harness import SHARED_DATA, sqlite_settings_for
-from tests.serving.models import make_minilm_classifier, new_model_dir, register_model_dir
-
-SST2_DEV = SHARED_DATA / "sst2" / "dev.tsv"
+from testkit.data import SST2_DEV
+from testkit.store import new_model_dir, register_model_dir, sqlite_settings_for
+from tests.serving.models import make_minilm_classifier
 
 
 @pytest.fixture(scope="session")
