@@ -1,6 +1,6 @@
 """Shared fixtures: data files, a tiny random base model, SQLite and PostgreSQL stores, Redis, a real Celery
 worker process and API clients. Reused by every test package; what they are built with lives in
-testkit/."""
+tests/factories.py and testkit/."""
 from __future__ import annotations
 
 import uuid
@@ -13,10 +13,9 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
-from testkit.data import write_sst2
-from testkit.models import make_tiny_bert
 from testkit.processes import WorkerProcess
 from testkit.store import REDIS_URL, postgres_database, sqlite_settings_for
+from tests.factories import make_tiny_bert, write_sst2
 
 
 @pytest.fixture(scope="session")

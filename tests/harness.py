@@ -11,9 +11,6 @@ from app.settings import Settings
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 
-TINY_HYPERPARAMETERS = {"epochs": 2, "batch_size": 8, "max_len": 32, "learning_rate": 1e-3}
-
-
 def stored_files(settings: Settings) -> list[Path]:
     """Every file under the artifact dir except the broker's folder."""
     root = settings.artifact_dir

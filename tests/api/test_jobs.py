@@ -5,7 +5,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from tests.harness import TINY_HYPERPARAMETERS, sse_events, stored_files
+from tests.factories import TINY_HYPERPARAMETERS
+from tests.harness import sse_events, stored_files
 
 JOB_FIELDS = {"id", "name", "status", "dataset_id", "eval_dataset_id", "base_model", "hyperparameters", "progress",
               "metrics", "model_id", "error", "created_at", "started_at", "finished_at", "device"}

@@ -7,7 +7,8 @@ import pytest
 
 from testkit.processes import ServeProcess
 from testkit.store import sqlite_settings_for
-from tests.harness import TINY_HYPERPARAMETERS, wait_for_job
+from tests.factories import TINY_HYPERPARAMETERS
+from tests.harness import wait_for_job
 
 SHUTDOWN_LIMIT_S = 10
 
