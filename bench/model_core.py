@@ -33,9 +33,10 @@ from model_core.evaluate import evaluate, label_ids
 from model_core.optim import linear_schedule, make_optimizer
 from model_core.predict import Predictor
 from model_core.train import Trainer, TrainingStopped, build_trainer, epoch_batches, finetune
+from testkit.data import SHARED_DATA
 
 SECTION = "model_core"
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+DATA = SHARED_DATA
 BASE = "minilm-l6"
 BATCH = 32
 MAX_LEN = 128

@@ -8,17 +8,16 @@ import argparse
 import json
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-import psycopg
 from fastapi.testclient import TestClient
 
-from app.db.migrate import upgrade_to_head
 from app.main import create_app
 from app.settings import Settings
-from tests.harness import (POSTGRES_ADMIN, REDIS_URL, SHARED_DATA, ServeProcess, WorkerProcess, make_tiny_bert,
-                            sqlite_settings_for, write_sst2)
+from testkit.data import SST2_TRAIN, write_sst2
+from testkit.models import make_tiny_bert
+from testkit.processes import ServeProcess, WorkerProcess
+from testkit.store import REDIS_URL, postgres_database, sqlite_settings_for
 
 SECTION = "service"
 POLL_S = 0.02
@@ -72,27 +71,21 @@ def _embedded(root: Path, train_file: Path, base_model: Path, jobs: int) -> list
 
 
 def _celery_redis(root: Path, train_file: Path, base_model: Path, jobs: int) -> list[dict]:
-    name = f"bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    settings = Settings(database_url=f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}",
-                        celery_broker_url=REDIS_URL, celery_queue=f"bench-{name}", artifact_dir=root / "prod",
-                        api_keys=None)
-    worker = WorkerProcess(settings, root / "worker.log")
-    try:
-        upgrade_to_head(settings.database_url)
-        worker.start()
-        with TestClient(create_app(settings)) as client:
-            return _overhead_rows("Celery + Redis + PostgreSQL", client, train_file, base_model, jobs)
-    finally:
-        worker.stop()
-        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres_database("bench") as database_url:
+        name = database_url.rpartition("/")[2]
+        settings = Settings(database_url=database_url, celery_broker_url=REDIS_URL, celery_queue=f"bench-{name}",
+                            artifact_dir=root / "prod", api_keys=None)
+        worker = WorkerProcess(settings, root / "worker.log")
+        try:
+            worker.start()
+            with TestClient(create_app(settings)) as client:
+                return _overhead_rows("Celery + Redis + PostgreSQL", client, train_file, base_model, jobs)
+        finally:
+            worker.stop()
 
 
 def _upload_throughput(root: Path) -> list[dict]:
-    sst2 = SHARED_DATA / "sst2" / "train.tsv"
-    content = sst2.read_bytes()
+    content = SST2_TRAIN.read_bytes()
     with TestClient(create_app(sqlite_settings_for(root / "upload"))) as client:
         started = time.perf_counter()
         response = client.post("/datasets", files={"file": ("train.tsv", content)})

@@ -10,7 +10,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,10 +32,12 @@ from model_core.data import read_table
 from model_core.cpu import keep_freed_memory
 from model_core.predict import Predictor
 from model_core.train import finetune
-from tests.serving.models import register_model_dir
+from testkit import REPO
+from testkit.data import SHARED_DATA
+from testkit.processes import free_port
+from testkit.store import register_model_dir
 
-REPO = Path(__file__).resolve().parents[1]
-SST2 = REPO.parent / "shared" / "data" / "sst2"
+SST2 = SHARED_DATA / "sst2"
 CLIENTS = 32
 CORES = len(os.sched_getaffinity(0))
 RAW_BATCH = 32
@@ -49,16 +50,10 @@ def _row(metric: str, value: float, unit: str, note: str = "") -> dict:
     return {"section": SECTION, "metric": metric, "value": round(value, 4), "unit": unit, "note": note}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def _uvicorn(app: str, env: dict[str, str], ready_path: str):
     """A uvicorn server process for `app` (a factory); yields its base URL once `ready_path` answers."""
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1", "--port", str(port),
          "--log-level", "warning", "--no-access-log"],

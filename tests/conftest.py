@@ -1,28 +1,21 @@
 """Shared fixtures: data files, a tiny random base model, SQLite and PostgreSQL stores, Redis, a real Celery
-worker process and API clients. Reused by tests/api, tests/worker, tests/deploy and tests/serving; the plain
-helpers they use live in tests/harness.py."""
+worker process and API clients. Reused by every test package; what they are built with lives in
+tests/factories.py and testkit/."""
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from app.db.migrate import upgrade_to_head
 from app.main import create_app
 from app.settings import Settings
-from tests.harness import (
-    POSTGRES_ADMIN,
-    REDIS_URL,
-    WorkerProcess,
-    make_tiny_bert,
-    sqlite_settings_for,
-    write_sst2,
-)
+from testkit.processes import WorkerProcess
+from testkit.store import REDIS_URL, postgres_database, sqlite_settings_for
+from tests.factories import make_tiny_bert, write_sst2
 
 
 @pytest.fixture(scope="session")
@@ -50,16 +43,8 @@ def client(sqlite_settings) -> Iterator[TestClient]:
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A fresh, migrated PostgreSQL database for this test session, dropped at the end."""
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    try:
-        upgrade_to_head(url)
+    with postgres_database("test") as url:
         yield url
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

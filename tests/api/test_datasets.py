@@ -63,7 +63,7 @@ def test_upload_over_max_upload_mb_is_413_and_leaves_nothing(tmp_path):
     from fastapi.testclient import TestClient
 
     from app.main import create_app
-    from tests.harness import sqlite_settings_for
+    from testkit.store import sqlite_settings_for
 
     settings = sqlite_settings_for(tmp_path, max_upload_mb=0.05)
     with TestClient(create_app(settings)) as small_client:

@@ -5,7 +5,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from tests.harness import TINY_HYPERPARAMETERS, sse_events, stored_files
+from tests.factories import TINY_HYPERPARAMETERS
+from tests.harness import sse_events, stored_files
 
 JOB_FIELDS = {"id", "name", "status", "dataset_id", "eval_dataset_id", "base_model", "hyperparameters", "progress",
               "metrics", "model_id", "error", "created_at", "started_at", "finished_at", "device"}
@@ -101,7 +102,7 @@ def test_bad_multipart_job_is_4xx_and_stores_nothing(client, sqlite_settings, fi
 
 
 def test_multipart_job_over_max_upload_mb_is_413(tmp_path, train_tsv):
-    from tests.harness import sqlite_settings_for
+    from testkit.store import sqlite_settings_for
 
     settings = sqlite_settings_for(tmp_path, max_upload_mb=0.001)
     with TestClient(create_app(settings)) as small_client:

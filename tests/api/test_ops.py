@@ -2,7 +2,7 @@
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from tests.harness import sqlite_settings_for
+from testkit.store import sqlite_settings_for
 
 
 def test_health_and_ready(client):

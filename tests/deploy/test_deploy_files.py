@@ -8,7 +8,7 @@ import yaml
 
 from app.cli import worker_command
 from app.settings import Settings
-from tests.harness import REPO
+from testkit import REPO
 
 
 class ComposeLoader(yaml.SafeLoader):

@@ -1,20 +1,18 @@
 """Fixtures for model_core tests: the real MiniLM checkpoint, a MiniLM classifier with a seeded
-random head saved as a Hugging Face directory, and transformers' reference model and tokenizer."""
+random head saved as a Hugging Face directory (both from tests/factories.py), and transformers' reference model
+and tokenizer."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
 from model_core.base_models import resolve_base_model
-from model_core.checkpoint import load_pretrained_encoder, save_model
 from model_core.config import ModelConfig
 from model_core.model import Classifier
 from model_core.tokenization import Tokenizer
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from tests.factories import minilm_with_random_head, save_minilm_classifier
 
 LABELS = ["negative", "neutral", "positive"]
 FINETUNE_MAX_LEN = 64
@@ -40,22 +38,15 @@ def minilm_tokenizer(minilm_dir) -> Tokenizer:
 
 
 @pytest.fixture(scope="session")
-def minilm_classifier(minilm_dir, minilm_cfg) -> Classifier:
+def minilm_classifier() -> Classifier:
     """MiniLM encoder + pooler with a seeded random head, large enough that probabilities differ."""
-    torch.manual_seed(0)
-    model = Classifier(minilm_cfg, len(LABELS))
-    load_pretrained_encoder(model, minilm_dir)
-    with torch.no_grad():
-        model.head.weight.normal_(0.0, 0.5)
-        model.head.bias.normal_(0.0, 0.5)
-    return model.eval()
+    return minilm_with_random_head(len(LABELS), seed=0, head_std=0.5, bias_std=0.5)
 
 
 @pytest.fixture(scope="session")
-def saved_classifier_dir(tmp_path_factory, minilm_classifier, minilm_tokenizer, minilm_cfg) -> Path:
+def saved_classifier_dir(tmp_path_factory, minilm_classifier) -> Path:
     out = tmp_path_factory.mktemp("minilm-classifier") / "model"
-    save_model(out, minilm_classifier, minilm_tokenizer, minilm_cfg, LABELS, max_len=FINETUNE_MAX_LEN)
-    return out
+    return save_minilm_classifier(out, minilm_classifier, LABELS, FINETUNE_MAX_LEN)
 
 
 @pytest.fixture(scope="session")

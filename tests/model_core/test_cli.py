@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from .tiny_base import make_tiny_base, sentiment_examples, write_tsv
-
-REPO = Path(__file__).resolve().parents[2]
+from testkit import REPO
+from tests.factories import make_tiny_base, sentiment_examples, write_tsv
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -4,8 +4,7 @@ from pathlib import Path
 import pytest
 
 from model_core.data import DataError, Example, length_grouped_batches, read_table, stratified_split
-
-SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+from testkit.data import SHARED_DATA
 
 
 def write(tmp_path: Path, content: bytes, name: str = "data.tsv") -> Path:

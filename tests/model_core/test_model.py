@@ -4,8 +4,8 @@ import random
 import torch
 import torch.nn.functional as F
 
-from model_core.config import ModelConfig
 from model_core.model import CHUNK_OVERHEAD_TOKENS, Classifier, Packing, length_chunks
+from tests.factories import tiny_model_config
 
 from .conftest import FINETUNE_MAX_LEN, PAIRS, TEXTS
 
@@ -34,9 +34,7 @@ def test_logits_equal_transformers_in_a_large_padded_batch(minilm_classifier, mi
 
 def tiny_classifier(n_labels=4) -> Classifier:
     torch.manual_seed(1)
-    cfg = ModelConfig(dim=32, dim_ff=64, n_layers=2, n_heads=4, p_drop_attn=0.1, p_drop_hidden=0.1,
-                      max_len=16, n_segments=2, vocab_size=50)
-    return Classifier(cfg, n_labels)
+    return Classifier(tiny_model_config(vocab_size=50, max_len=16), n_labels)
 
 
 def test_padding_does_not_change_the_logits_of_an_input():

@@ -7,8 +7,7 @@ from model_core.config import TrainConfig
 from model_core.data import DataError, Example
 from model_core.evaluate import classification_metrics, evaluate
 from model_core.train import TrainingStopped, finetune
-
-from .tiny_base import make_tiny_base, sentiment_examples
+from tests.factories import make_tiny_base, sentiment_examples
 
 TRAIN = sentiment_examples(48, seed=0)
 EVAL = sentiment_examples(16, seed=1)

@@ -1,22 +1,14 @@
-"""Serving fixtures: two real MiniLM classifiers (fresh heads) made once per session, and apps built by
-create_app on a migrated SQLite store (the embedded default) with those models registered, run with their
-lifespan and reached through httpx's ASGI transport."""
-import shutil
+"""Serving fixtures: two real MiniLM classifiers (fresh heads) made once per session, and one app per test module
+built by tests/factories.serving_app with those models registered."""
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
-from app.db.session import make_session_factory
-from app.main import create_app
-from app.settings import Settings
-from tests.harness import SHARED_DATA, sqlite_settings_for
-from tests.serving.models import make_minilm_classifier, new_model_dir, register_model_dir
+from tests.factories import ServingApp, minilm_with_random_head, save_minilm_classifier, serving_app
 
-SST2_DEV = SHARED_DATA / "sst2" / "dev.tsv"
+LABELS = ["negative", "positive"]
+MAX_LEN = 128
 
 
 @pytest.fixture(scope="session")
@@ -28,40 +20,8 @@ def anyio_backend() -> str:
 def classifier_dirs(tmp_path_factory) -> tuple[Path, Path]:
     """Two different classifiers (seeds 0 and 1); apps copy them into their own ARTIFACT_DIR."""
     root = tmp_path_factory.mktemp("classifiers")
-    return make_minilm_classifier(root / "a", seed=0), make_minilm_classifier(root / "b", seed=1)
-
-
-@dataclass
-class ServingApp:
-    client: httpx.AsyncClient
-    app: object
-    settings: Settings
-    model_a: str  # deployed at start
-    model_b: str
-
-    def register_copy(self, source: Path) -> str:
-        """Registers a further copy of a classifier directory (e.g. one to delete); returns its id."""
-        model_dir = new_model_dir(self.settings.artifact_dir)
-        shutil.copytree(source, model_dir)
-        return register_model_dir(self.app.state.session_factory, model_dir)
-
-
-@asynccontextmanager
-async def serving_app(
-    root: Path, classifier_dirs: tuple[Path, Path], deploy: bool = True, **settings
-) -> AsyncIterator[ServingApp]:
-    settings = sqlite_settings_for(root, **settings)
-    session_factory = make_session_factory(settings.database_url)
-    model_ids = []
-    for index, source in enumerate(classifier_dirs):
-        model_dir = new_model_dir(settings.artifact_dir)
-        shutil.copytree(source, model_dir)
-        model_ids.append(register_model_dir(session_factory, model_dir, deploy=deploy and index == 0))
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://serving.test", timeout=120) as client:
-            yield ServingApp(client, app, settings, *model_ids)
+    return tuple(save_minilm_classifier(root / name, minilm_with_random_head(len(LABELS), seed, head_std=2.0),
+                                        LABELS, MAX_LEN) for name, seed in (("a", 0), ("b", 1)))
 
 
 @pytest.fixture(scope="module")

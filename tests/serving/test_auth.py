@@ -11,7 +11,7 @@ from fastapi.routing import APIRoute
 from app.auth import ApiKeysError, parse_api_keys
 from app.main import create_app
 from app.settings import Settings
-from tests.serving.conftest import ServingApp, serving_app
+from tests.factories import ServingApp, serving_app
 
 pytestmark = pytest.mark.anyio
 

@@ -8,8 +8,8 @@ import torch
 from transformers import BertForSequenceClassification, BertTokenizerFast
 
 from model_core.data import read_table
-from tests.serving.conftest import SST2_DEV
-from tests.serving.models import LABELS, MAX_LEN
+from testkit.data import SST2_DEV
+from tests.serving.conftest import LABELS, MAX_LEN
 
 pytestmark = pytest.mark.anyio
 

@@ -12,8 +12,9 @@ from prometheus_client import REGISTRY
 
 from app.db import store
 from model_core.data import read_table
-from tests.serving.conftest import SST2_DEV, serving_app
-from tests.serving.models import LABELS
+from testkit.data import SST2_DEV
+from tests.factories import serving_app
+from tests.serving.conftest import LABELS
 
 pytestmark = pytest.mark.anyio
 

@@ -5,7 +5,8 @@ import re
 
 import pytest
 
-from tests.harness import TINY_HYPERPARAMETERS, sse_events, wait_for_job
+from tests.factories import TINY_HYPERPARAMETERS
+from tests.harness import sse_events, wait_for_job
 
 # long enough to act on while it runs: 10 epochs of ~22 steps, a checkpoint every 10
 LONG_HYPERPARAMETERS = {**TINY_HYPERPARAMETERS, "epochs": 10, "batch_size": 2, "save_steps": 10}

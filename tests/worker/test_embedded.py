@@ -5,7 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import TINY_HYPERPARAMETERS, ServeProcess, sqlite_settings_for, wait_for_job
+from testkit.processes import ServeProcess
+from testkit.store import sqlite_settings_for
+from tests.factories import TINY_HYPERPARAMETERS
+from tests.harness import wait_for_job
 
 SHUTDOWN_LIMIT_S = 10
 

@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from app.db import jobs
+from app.db.jobs import JobStatus
 from app.db.models import Dataset, Job
 from app.db.session import make_session_factory
 
@@ -15,7 +16,7 @@ def session(sqlite_settings):
     with make_session_factory(sqlite_settings.database_url)() as session:
         session.add(Dataset(id="d", name="d", filename="d.tsv", format="tsv", n_rows=2, labels={"a": 1, "b": 1},
                             label_column="label", text_column="text", sha256="0" * 64, size_bytes=1, path="/x"))
-        session.add(Job(id="j", status="queued", dataset_id="d", base_model="minilm-l6", hyperparameters={},
+        session.add(Job(id="j", status=JobStatus.queued, dataset_id="d", base_model="minilm-l6", hyperparameters={},
                         step=0, epoch=0.0, metrics={}, cancel_requested=False, attempts=0))
         session.commit()
         yield session
