@@ -7,7 +7,7 @@ from typing import Annotated, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from app.db.jobs import JobStatus
-from app.db.models import Dataset, Job, MetricPoint
+from app.db.models import Job, MetricPoint
 from model_core.config import TrainConfig
 
 MAX_PAGE_LIMIT = 200
@@ -114,7 +114,10 @@ class JobOut(BaseModel):
 
     @classmethod
     def of(cls, job: Job) -> JobOut:
-        fraction = 1.0 if job.status == JobStatus.succeeded else (job.step / job.total_steps if job.total_steps else 0.0)
+        if job.status == JobStatus.succeeded:
+            fraction = 1.0
+        else:
+            fraction = job.step / job.total_steps if job.total_steps else 0.0
         return cls(
             id=job.id, name=job.name, status=job.status, dataset_id=job.dataset_id,
             eval_dataset_id=job.eval_dataset_id, base_model=job.base_model,

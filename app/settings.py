@@ -53,7 +53,9 @@ class Settings(BaseSettings):
     )
 
     # worker
-    job_lease_seconds: float = Field(60, gt=0, description="A running job whose worker heartbeat is older than this is taken over.")
+    job_lease_seconds: float = Field(
+        60, gt=0, description="A running job whose worker heartbeat is older than this is taken over."
+    )
     device: Device = Field("auto", description="Training device: auto (cuda when present), cpu or cuda.")
 
 

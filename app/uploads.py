@@ -2,7 +2,8 @@
 
 Starlette's own form parsing would spool a whole body before a handler sees it; here every file part goes straight
 to a temporary file under ARTIFACT_DIR/tmp/, and the request is refused with 413 the moment a file passes
-MAX_UPLOAD_MB (TooLarge). A validated file is moved to ARTIFACT_DIR/datasets/<id>/. Whatever the outcome of a request that
+MAX_UPLOAD_MB (TooLarge). A validated file is moved to ARTIFACT_DIR/datasets/<id>/. Whatever the outcome of a
+request that
 fails, nothing stays behind: temporary files are always removed and stored directories are removed on error.
 """
 from __future__ import annotations

@@ -10,7 +10,7 @@ import os
 import platform
 import time
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -52,7 +52,7 @@ def print_table(rows: list[dict]) -> None:
     widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(header)]
     widths[-1] = len(header[-1])  # notes are not padded
     for line in [list(header), ["-" * w for w in widths], *cells]:
-        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         rows += section_rows
     print_table(rows)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"started_at": datetime.now(timezone.utc).isoformat(), "quick": args.quick,
+    RESULTS.write_text(json.dumps({"started_at": datetime.now(UTC).isoformat(), "quick": args.quick,
                                    "duration_s": round(time.perf_counter() - started, 1), "machine": info,
                                    "rows": rows}, indent=2) + "\n")
     print(f"machine: {info}\nwrote {RESULTS}")

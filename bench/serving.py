@@ -3,7 +3,8 @@ transformers pipeline server, each timed in ROUNDS rounds taken in turn; batch-1
 SST-2 dev accuracy.
 
 `python -m bench.serving [--quick]` or through `bench.run`. Each server is a real uvicorn process on a free port;
-the clients (raw asyncio HTTP/1.1, in this process) share the machine's cores with it, as a co-located load balancer would.
+the clients (raw asyncio HTTP/1.1, in this process) share the machine's cores with it, as a co-located load
+balancer would.
 """
 import argparse
 import asyncio
@@ -28,8 +29,8 @@ import torch
 from app.db.migrate import upgrade_to_head
 from app.db.session import make_session_factory
 from model_core.config import TrainConfig
-from model_core.data import read_table
 from model_core.cpu import keep_freed_memory
+from model_core.data import read_table
 from model_core.predict import Predictor
 from model_core.train import finetune
 from testkit import REPO
@@ -160,7 +161,7 @@ def _accuracy(predictor: Predictor, sentences: list[str], labels: list[str]) -> 
     probs = torch.cat([predictor.predict_proba([(s, None) for s in sentences[i:i + RAW_BATCH]])
                        for i in range(0, len(sentences), RAW_BATCH)])
     predicted = [predictor.labels[i] for i in probs.argmax(dim=1).tolist()]
-    return sum(p == t for p, t in zip(predicted, labels)) / len(labels)
+    return sum(p == t for p, t in zip(predicted, labels, strict=True)) / len(labels)
 
 
 def _bench_model(out_dir: Path, n_train: int) -> tuple[Path, str]:

@@ -144,7 +144,7 @@ def save_model(out_dir: str | Path, model: Classifier, tokenizer: Tokenizer, cfg
     for ours, param in model.state_dict().items():
         hf_list = mapping[ours]
         prefix = "" if ours.startswith("head.") else ENCODER_PREFIX
-        for hf, part in zip(hf_list, param.detach().float().cpu().chunk(len(hf_list))):
+        for hf, part in zip(hf_list, param.detach().float().cpu().chunk(len(hf_list)), strict=True):
             tensors[prefix + hf] = part.contiguous()
     config = {"architectures": ["BertForSequenceClassification"], **cfg.to_hf_dict(),
               "id2label": {str(i): label for i, label in enumerate(labels)},

@@ -138,13 +138,13 @@ def run_predict(args: argparse.Namespace) -> None:
         raise DataError("give either texts to classify or --file, not both or neither")
     predictor = Predictor.load(args.model)
     texts = input_lines(args.file) if args.file is not None else iter(args.texts)
-    while chunk := [(text, None) for _, text in zip(range(PREDICT_CHUNK), texts)]:
+    while chunk := [(text, None) for _, text in zip(range(PREDICT_CHUNK), texts, strict=False)]:
         encodings = predictor.tokenize(chunk)
         order = sorted(range(len(chunk)), key=lambda i: len(encodings[i]))
         rows: list[dict] = [{}] * len(chunk)
         for start in range(0, len(order), args.batch_size):
             index = order[start : start + args.batch_size]
-            for i, probabilities in zip(index, predictor.predict_tokenized([encodings[i] for i in index])):
+            for i, probabilities in zip(index, predictor.predict_tokenized([encodings[i] for i in index]), strict=True):
                 rows[i] = prediction_row(predictor.labels, probabilities.tolist(), args.all_scores)
         sys.stdout.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 

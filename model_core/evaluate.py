@@ -11,7 +11,8 @@ from model_core.model import Classifier
 from model_core.tokenization import Tokenizer
 
 
-def label_ids(examples: Sequence[Example], labels: list[str], what: str, known: str = "the training set") -> torch.Tensor:
+def label_ids(examples: Sequence[Example], labels: list[str], what: str,
+              known: str = "the training set") -> torch.Tensor:
     """Class ids of the examples' labels; DataError naming the labels that `known` lacks."""
     label_to_id = {label: i for i, label in enumerate(labels)}
     unknown = sorted({e.label for e in examples} - label_to_id.keys())
@@ -61,7 +62,8 @@ def evaluate(model: Classifier, tokenizer: Tokenizer, examples: Sequence[Example
     loss_sum = 0.0
     for start in range(0, len(order), batch_size):
         index = order[start : start + batch_size]
-        batch = tokenizer.encode([texts[i] for i in index], None if pairs is None else [pairs[i] for i in index], max_len)
+        batch_pairs = None if pairs is None else [pairs[i] for i in index]
+        batch = tokenizer.encode([texts[i] for i in index], batch_pairs, max_len)
         logits = model(batch.input_ids.to(device), batch.segment_ids.to(device), batch.input_mask.to(device)).float()
         loss_sum += F.cross_entropy(logits, targets[index].to(device), reduction="sum").item()
         predictions[index] = logits.argmax(dim=-1).cpu()

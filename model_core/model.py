@@ -18,7 +18,6 @@ from torch import nn
 
 from model_core.config import ModelConfig
 
-
 # Attention pads each group of similar-length rows only to that group's longest row; another group costs
 # about as much as this many padded token slots (one more small attention call per layer).
 CHUNK_OVERHEAD_TOKENS = 128
@@ -121,7 +120,7 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, packing: Packing, cls_only: bool = False) -> torch.Tensor:
         qkv = self.qkv(x)  # (N, 3D)
         ys = [self._attend(chunk.unpack(qkv), chunk.attn_mask, cls_only) for chunk in packing.chunks]
-        y = torch.cat([y[:, 0] if cls_only else chunk.pack(y) for chunk, y in zip(packing.chunks, ys)])
+        y = torch.cat([y[:, 0] if cls_only else chunk.pack(y) for chunk, y in zip(packing.chunks, ys, strict=True)])
         return self.proj(y)  # (N, D), or (B, D) at the [CLS] tokens
 
     def _attend(self, qkv: torch.Tensor, attn_mask: torch.Tensor, cls_only: bool) -> torch.Tensor:

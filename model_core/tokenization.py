@@ -19,8 +19,8 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from tokenizers import AddedToken, Encoding, Tokenizer as HFTokenizer
-from tokenizers import decoders, models, normalizers, pre_tokenizers, processors
+from tokenizers import AddedToken, Encoding, decoders, models, normalizers, pre_tokenizers, processors
+from tokenizers import Tokenizer as HFTokenizer
 
 SPECIAL_TOKENS = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]",
                   "cls_token": "[CLS]", "mask_token": "[MASK]"}
@@ -142,7 +142,7 @@ class Tokenizer:
             return list(texts)
         if len(pairs) != len(texts):
             raise ValueError(f"got {len(texts)} texts but {len(pairs)} pairs")
-        return [text if pair is None else (text, pair) for text, pair in zip(texts, pairs)]
+        return [text if pair is None else (text, pair) for text, pair in zip(texts, pairs, strict=True)]
 
     def encode(self, texts: list[str], pairs: list[str | None] | None = None, max_len: int = 512) -> Encoded:
         return self.pad(self.encode_each(texts, pairs, max_len))

@@ -11,8 +11,8 @@ import psycopg
 from sqlalchemy.orm import Session
 
 from app.db import store
-from app.db.migrate import upgrade_to_head
 from app.db.jobs import JobStatus
+from app.db.migrate import upgrade_to_head
 from app.db.models import Job
 from app.settings import Settings
 
@@ -47,7 +47,8 @@ def postgres_database(prefix: str) -> Iterator[str]:
 def register_model_dir(session_factory: Callable[[], Session], model_dir: Path, deploy: bool = False) -> str:
     """Registers `model_dir` (named by its model id) under a succeeded job; returns the model id."""
     with session_factory() as session:
-        job = Job(base_model="minilm-l6", status=JobStatus.succeeded, hyperparameters={}, metrics={"eval_accuracy": 0.5})
+        job = Job(base_model="minilm-l6", status=JobStatus.succeeded, hyperparameters={},
+                  metrics={"eval_accuracy": 0.5})
         session.add(job)
         session.flush()
         model_id = store.register_model(session, job, model_dir).id

@@ -2,7 +2,8 @@
 
 Progress and metric points are written in batches: a train point (the mean loss since the last one) every
 TRAIN_POINT_EVERY steps and at every epoch end, an eval point after every evaluation, and the job's progress at
-its first step and at most every PROGRESS_FLUSH_S seconds in between. A heartbeat thread renews the lease and picks up cancel requests.
+its first step and at most every PROGRESS_FLUSH_S seconds in between. A heartbeat thread renews the lease and picks
+up cancel requests. Every change of the job's status goes through app.db.jobs.
 """
 from __future__ import annotations
 

@@ -175,7 +175,7 @@ class Batcher:
         except Exception as error:  # the model failed: every request in the batch gets the error
             _fail((item.request for item in batch), error)
             return
-        for item, row in zip(batch, probabilities.tolist()):
+        for item, row in zip(batch, probabilities.tolist(), strict=True):
             request = item.request
             request.rows[item.index] = row
             request.unanswered -= 1

@@ -9,7 +9,8 @@ import pytest
 from app.schemas import SERVICE_DEFAULTS, Hyperparameters
 from model_core.cli import build_parser, train_config
 from model_core.config import TrainConfig
-from tests.harness import REPO, TINY_HYPERPARAMETERS
+from testkit import REPO
+from tests.factories import TINY_HYPERPARAMETERS
 
 FIELDS = TrainConfig.model_fields
 README_TABLE_HEADER = "| hyperparameter | default | range and meaning |"

@@ -70,7 +70,7 @@ def hf_logits(hf_classifier, hf_tokenizer) -> torch.Tensor:
     """Reference logits for TEXTS/PAIRS, one input at a time (no padding involved)."""
     rows = []
     with torch.no_grad():
-        for text, pair in zip(TEXTS, PAIRS):
+        for text, pair in zip(TEXTS, PAIRS, strict=True):
             batch = hf_tokenizer(text, pair, truncation=True, max_length=FINETUNE_MAX_LEN, return_tensors="pt")
             rows.append(hf_classifier(**batch).logits[0])
     return torch.stack(rows)

@@ -96,7 +96,7 @@ def cheapest_split_by_brute_force(lengths: list[int], overhead: int) -> float:
     best = float("inf")
     for cuts in itertools.product([False, True], repeat=len(lengths) - 1):
         bounds = [0] + [i + 1 for i, cut in enumerate(cuts) if cut] + [len(lengths)]
-        best = min(best, sum((end - start) * lengths[end - 1] + overhead for start, end in zip(bounds, bounds[1:])))
+        best = min(best, sum((end - start) * lengths[end - 1] + overhead for start, end in itertools.pairwise(bounds)))
     return best
 
 

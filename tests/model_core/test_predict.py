@@ -11,7 +11,7 @@ from model_core.predict import Predictor
 
 from .conftest import FINETUNE_MAX_LEN, LABELS, PAIRS, TEXTS
 
-INPUTS = list(zip(TEXTS, PAIRS))
+INPUTS = list(zip(TEXTS, PAIRS, strict=True))
 
 
 @pytest.fixture(scope="module")

@@ -54,7 +54,7 @@ def test_mixed_batch_pads_to_the_longest_input(minilm_tokenizer, hf_tokenizer):
     lengths = minilm_tokenizer.lengths(texts, pairs, 128)
     assert batch.input_ids.shape == (3, max(lengths))
     assert batch.input_mask.sum(1).tolist() == lengths
-    for row, (text, pair) in enumerate(zip(texts, pairs)):
+    for row, (text, pair) in enumerate(zip(texts, pairs, strict=True)):
         expected = hf_tokenizer(text, pair)["input_ids"]
         assert batch.input_ids[row, :lengths[row]].tolist() == expected
         assert batch.input_ids[row, lengths[row]:].eq(0).all()

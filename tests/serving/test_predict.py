@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from prometheus_client import REGISTRY
 
 from app.db import store
@@ -95,7 +94,8 @@ async def test_long_text_is_truncated_to_max_len(served):
     long_answer, cut_answer = await asyncio.gather(
         predict(served.client, [long], return_all_scores=True), predict(served.client, [cut], return_all_scores=True)
     )
-    assert_scores_equal(long_answer["predictions"][0], [cut_answer["predictions"][0]["scores"][l] for l in LABELS])
+    cut_scores = cut_answer["predictions"][0]["scores"]
+    assert_scores_equal(long_answer["predictions"][0], [cut_scores[label] for label in LABELS])
 
 
 async def test_any_script_empty_string_and_pairs(served):
@@ -105,7 +105,7 @@ async def test_any_script_empty_string_and_pairs(served):
     predictions = answer["predictions"]
     assert len(predictions) == 6 and all(p["label"] in LABELS for p in predictions)
     alone = await probabilities_alone(served.client, texts)
-    for text, prediction in zip(texts, predictions):
+    for text, prediction in zip(texts, predictions, strict=True):
         assert_scores_equal(prediction, alone[text])
     assert predictions[4]["scores"] != pytest.approx(predictions[5]["scores"], abs=1e-4)  # the pair is read
     (pair_again,) = (await predict(served.client, [pair], return_all_scores=True))["predictions"]
@@ -157,7 +157,7 @@ async def test_concurrent_requests_are_batched_and_equal_to_alone(served, senten
     before = batches_run()
     answers = await asyncio.gather(*(predict(served.client, [s], return_all_scores=True) for s in sentences))
     assert batches_run() - before < len(sentences)
-    for sentence, answer in zip(sentences, answers):
+    for sentence, answer in zip(sentences, answers, strict=True):
         assert_scores_equal(answer["predictions"][0], alone[sentence])
 
     # one request of 256 shuffled inputs: split into token-bounded batches, answered in input order
@@ -165,7 +165,7 @@ async def test_concurrent_requests_are_batched_and_equal_to_alone(served, senten
     before = batches_run()
     answer = await predict(served.client, many, return_all_scores=True)
     assert batches_run() - before >= 2
-    for sentence, prediction in zip(many, answer["predictions"]):
+    for sentence, prediction in zip(many, answer["predictions"], strict=True):
         assert_scores_equal(prediction, alone[sentence])
 
 
@@ -206,7 +206,7 @@ async def test_deploy_switch_with_requests_in_flight(tmp_path, classifier_dirs, 
         assert {answer["model"] for answer in await asyncio.gather(*before)} == {serving.model_a}
         assert {answer["model"] for answer in after} == {serving.model_b}
         for answers in (await asyncio.gather(*before), await asyncio.gather(*during), after):
-            for sentence, answer in zip(sentences, answers):
+            for sentence, answer in zip(sentences, answers, strict=True):
                 assert_scores_equal(answer["predictions"][0], reference[answer["model"]][sentence])
 
 
@@ -214,10 +214,10 @@ async def test_int8_serving_is_close_to_fp32(served, tmp_path, classifier_dirs, 
     fp32 = (await predict(served.client, sentences[:16], return_all_scores=True))["predictions"]
     async with serving_app(tmp_path, classifier_dirs, predict_quantize="int8") as serving:
         int8 = (await predict(serving.client, sentences[:16], return_all_scores=True))["predictions"]
-    gaps = [abs(a["scores"][label] - b["scores"][label]) for a, b in zip(fp32, int8) for label in LABELS]
+    gaps = [abs(a["scores"][label] - b["scores"][label]) for a, b in zip(fp32, int8, strict=True) for label in LABELS]
     assert max(gaps) > 0  # quantized: not the fp32 model
     # yet close: the test head's large random weights amplify int8 error (bench/serving.py measures a trained one)
-    assert sum(a["label"] == b["label"] for a, b in zip(fp32, int8)) >= 12
+    assert sum(a["label"] == b["label"] for a, b in zip(fp32, int8, strict=True)) >= 12
 
 
 async def test_workers_run_batches_at_the_same_time(tmp_path, classifier_dirs, monkeypatch):
@@ -236,7 +236,7 @@ async def test_workers_run_batches_at_the_same_time(tmp_path, classifier_dirs, m
 
         monkeypatch.setattr(predictor, "predict_tokenized", forward_once_both_run)
         answers = await asyncio.gather(*(predict(serving.client, [text], return_all_scores=True) for text in alone))
-        for text, answer in zip(alone, answers):
+        for text, answer in zip(alone, answers, strict=True):
             assert_scores_equal(answer["predictions"][0], alone[text])
 
 

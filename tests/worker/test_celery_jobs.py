@@ -1,5 +1,6 @@
 """PostgreSQL + Redis + a real `celery worker` process: jobs train, register, deploy, predict, cancel, and survive
 a worker killed with SIGKILL."""
+import itertools
 import os
 import re
 
@@ -44,7 +45,7 @@ def test_job_trains_registers_deploys_and_predicts(production_client, dataset_id
     train_steps = [point["step"] for point in history["train"]]
     steps_per_epoch = progress["total_steps"] // 2
     assert train_steps[-1] == progress["total_steps"] and steps_per_epoch in train_steps
-    assert all(b - a <= 10 for a, b in zip([0, *train_steps], train_steps))
+    assert all(b - a <= 10 for a, b in itertools.pairwise([0, *train_steps]))
 
     model = production_client.get(f"/models/{job['model_id']}").json()
     assert model["deployed"] and model["job_id"] == job["id"] and set(model["labels"]) == {"0", "1"}

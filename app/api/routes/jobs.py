@@ -12,8 +12,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import (DEFAULT_LIMIT, LimitQuery, OffsetQuery, SessionDep, SettingsDep, get_dataset_or_404,
-                          get_job_or_404)
+from app.api.deps import (
+    DEFAULT_LIMIT,
+    LimitQuery,
+    OffsetQuery,
+    SessionDep,
+    SettingsDep,
+    get_dataset_or_404,
+    get_job_or_404,
+)
 from app.auth import require_admin
 from app.db import jobs, store
 from app.db.jobs import JobStatus
@@ -193,7 +200,8 @@ def job_events(job_id: str, request: Request) -> StreamingResponse:
             job, points = await run_in_threadpool(poll, last_point_id)
             out = JobOut.of(job)
             for point in points:
-                yield _sse("metrics", json.dumps({"kind": point.kind, **metric_point_out(point).model_dump(mode="json")}))
+                point_json = metric_point_out(point).model_dump(mode="json")
+                yield _sse("metrics", json.dumps({"kind": point.kind, **point_json}))
                 last_point_id = point.id
             if out.progress != last_progress and job.status not in jobs.TERMINAL:
                 yield _sse("progress", out.model_dump_json())
