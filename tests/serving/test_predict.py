@@ -105,7 +105,7 @@ async def test_any_script_empty_string_and_pairs(served):
     predictions = answer["predictions"]
     assert len(predictions) == 6 and all(p["label"] in LABELS for p in predictions)
     alone = await probabilities_alone(served.client, texts)
-    for text, prediction in zip(texts, predictions, strict=True):
+    for text, prediction in zip(texts, predictions[:len(texts)], strict=True):
         assert_scores_equal(prediction, alone[text])
     assert predictions[4]["scores"] != pytest.approx(predictions[5]["scores"], abs=1e-4)  # the pair is read
     (pair_again,) = (await predict(served.client, [pair], return_all_scores=True))["predictions"]
