@@ -74,19 +74,25 @@ ERROR_STATUS: dict[type[Exception], int] = {
 
 # --- the service's errors, by kind ----------------------------------------------------------------------------------
 
-class DatasetNotFound(NotFound):
-    def __init__(self, dataset_id: str):
-        super().__init__(f"dataset {dataset_id} not found")
+class RowNotFound(NotFound):
+    """No stored `kind` (a table's row) has this id."""
+
+    kind = "row"
+
+    def __init__(self, key: str):
+        super().__init__(f"{self.kind} {key} not found")
 
 
-class JobNotFound(NotFound):
-    def __init__(self, job_id: str):
-        super().__init__(f"job {job_id} not found")
+class DatasetNotFound(RowNotFound):
+    kind = "dataset"
 
 
-class ModelNotFound(NotFound):
-    def __init__(self, model_id: str):
-        super().__init__(f"model {model_id} not found")
+class JobNotFound(RowNotFound):
+    kind = "job"
+
+
+class ModelNotFound(RowNotFound):
+    kind = "model"
 
 
 class ModelFilesGone(NotFound):
