@@ -5,6 +5,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from app.api.routes import base_models, datasets, models, ops, predict
@@ -87,5 +88,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (predict.router, ops.router, ops.admin_router, datasets.router, job_routes.router,
                    base_models.router, models.router):
         app.include_router(router)
+    app.mount("/static", StaticFiles(directory=ops.STATIC_DIR), name="static")
     app.openapi = lambda: _openapi(app)
     return app

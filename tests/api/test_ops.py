@@ -1,4 +1,7 @@
-"""/health, /ready (and its 503s), /base-models, /docs and the OpenAPI schema's documented ranges."""
+"""/health, /ready (and its 503s), /base-models, /docs and /redoc with their assets, and the OpenAPI schema."""
+import re
+
+import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
@@ -49,3 +52,20 @@ def test_docs_and_openapi_document_every_range(client):
     body = schema["paths"]["/jobs"]["post"]["requestBody"]["content"]
     assert set(body) == {"application/json", "multipart/form-data"}
     assert {"/datasets", "/jobs/{job_id}/events", "/jobs/{job_id}/cancel", "/health", "/ready"} <= set(schema["paths"])
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_docs_pages_load_every_asset_from_the_app(client, page):
+    html = client.get(page).text
+    assets = re.findall(r"""(?:src|href)=["']([^"']+)["']""", html) + re.findall(r"""url: ?["']([^"']+)["']""", html)
+    assert assets and not [url for url in assets if "://" in url or url.startswith("//")], assets
+    for url in assets:
+        response = client.get(url)
+        assert response.status_code == 200 and len(response.content) > 0, url
+
+
+def test_static_assets_are_open_but_the_docs_pages_need_a_key(tmp_path):
+    with TestClient(create_app(sqlite_settings_for(tmp_path, api_keys="k:admin"))) as guarded:
+        assert guarded.get("/docs").status_code == 401 and guarded.get("/redoc").status_code == 401
+        assert guarded.get("/docs", headers={"Authorization": "Bearer k"}).status_code == 200
+        assert guarded.get("/static/vendor/swagger-ui/swagger-ui-bundle.js").status_code == 200

@@ -1,9 +1,11 @@
-"""Operations: liveness and readiness (open), Prometheus metrics and the OpenAPI page and schema (admin when
-keys are set)."""
+"""Operations: liveness and readiness (open), Prometheus metrics, the OpenAPI schema and its pages /docs and
+/redoc (admin when keys are set). The pages' scripts and styles are served from STATIC_DIR, open: they are
+public library code, and a browser fetches them without the page's key."""
 import asyncio
+from pathlib import Path
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
@@ -16,6 +18,8 @@ from app.db import jobs
 from app.schemas import Health
 
 READY_TIMEOUT_S = 5
+STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
+VENDOR_URL = "/static/vendor"  # scripts/vendor_assets.sh fills it from npm: the pages need no internet
 
 router = APIRouter(tags=["ops"])
 admin_router = APIRouter(tags=["ops"], dependencies=[Depends(require_admin)])
@@ -64,4 +68,14 @@ def openapi_schema(request: Request) -> JSONResponse:
 
 @admin_router.get("/docs", include_in_schema=False)
 def swagger_ui() -> HTMLResponse:
-    return get_swagger_ui_html(openapi_url="/openapi.json", title="Fine-tuning service")
+    return get_swagger_ui_html(openapi_url="/openapi.json", title="Fine-tuning service",
+                               swagger_js_url=f"{VENDOR_URL}/swagger-ui/swagger-ui-bundle.js",
+                               swagger_css_url=f"{VENDOR_URL}/swagger-ui/swagger-ui.css",
+                               swagger_favicon_url=f"{VENDOR_URL}/swagger-ui/favicon-32x32.png")
+
+
+@admin_router.get("/redoc", include_in_schema=False)
+def redoc() -> HTMLResponse:
+    return get_redoc_html(openapi_url="/openapi.json", title="Fine-tuning service",
+                          redoc_js_url=f"{VENDOR_URL}/redoc/redoc.standalone.js",
+                          redoc_favicon_url=f"{VENDOR_URL}/swagger-ui/favicon-32x32.png", with_google_fonts=False)
