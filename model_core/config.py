@@ -16,6 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Device = Literal["auto", "cpu", "cuda"]  # auto: cuda when present
 QuantizeMode = Literal["int8"]  # dynamic int8 quantization of the Linear layers at inference (CPU)
+Pooling = Literal["cls", "mean"]  # how a classifier turns an input's token states into one vector
+# config.json's model_type of a mean-pooled classifier saved by model_core.checkpoint (transformers' BERT otherwise)
+MEAN_POOLING_MODEL_TYPE = "bert_mean_pooling"
 
 # Hugging Face config.json key -> our field name
 HF_TO_SEED = {
@@ -82,7 +85,7 @@ class ModelConfig:
     def from_dict(cls, raw: dict) -> ModelConfig:
         """Build from the seed's shape or a Hugging Face config.json dict (detected by its keys)."""
         if "hidden_size" in raw:  # Hugging Face
-            if raw.get("model_type", "bert") != "bert":
+            if raw.get("model_type", "bert") not in ("bert", MEAN_POOLING_MODEL_TYPE):
                 raise ConfigError(f"model config: model_type {raw['model_type']!r} is not supported (bert only)")
             if raw.get("hidden_act", "gelu") != "gelu":
                 raise ConfigError(f"model config: hidden_act {raw['hidden_act']!r} is not supported (gelu only)")
