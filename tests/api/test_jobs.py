@@ -32,7 +32,7 @@ def test_create_returns_the_queued_job_with_defaults_filled(client, job_body):
     assert job["hyperparameters"] == {"epochs": 2, "batch_size": 8, "learning_rate": 1e-3, "warmup_ratio": 0.1,
                                       "weight_decay": 0.01, "max_len": 32, "seed": 42, "save_steps": 500,
                                       "total_steps": None, "grad_clip": 1.0, "eval_steps": None,
-                                      "early_stopping_patience": None}
+                                      "early_stopping_patience": None, "pooling": "auto"}
     assert job["progress"] == {"step": 0, "total_steps": None, "epoch": 0.0, "fraction": 0.0}
     assert set(job["metrics"]) == {"train_loss", "eval_loss", "eval_accuracy", "eval_macro_f1"}
     assert client.get(f"/jobs/{job['id']}").json() == job
@@ -45,6 +45,7 @@ def test_create_returns_the_queued_job_with_defaults_filled(client, job_body):
     {"hyperparameters": {"max_len": 4}}, {"hyperparameters": {"learning_rte": 1e-4}},
     {"eval_fraction": 0}, {"eval_fraction": 0.6}, {"colour": "red"}, {"hyperparameters": {"epochs": "many"}},
     {"hyperparameters": {"max_len": 128}},  # over the tiny base model's 64 positions
+    {"hyperparameters": {"pooling": "max"}},
 ], ids=lambda change: json.dumps(change))
 def test_invalid_config_is_422_and_stores_nothing(client, job_body, change):
     body = {**job_body, **change}

@@ -54,12 +54,13 @@ def test_train_config_defaults():
     assert (cfg.seed, cfg.batch_size, cfg.learning_rate, cfg.epochs, cfg.warmup_ratio, cfg.max_len) == (
         42, 32, 5e-5, 3, 0.1, 128)
     assert cfg.save_steps is None and cfg.total_steps is None and cfg.grad_clip == 1.0
+    assert cfg.pooling == "auto"
 
 
 @pytest.mark.parametrize("field, value", [
     ("learning_rate", 0), ("batch_size", 0), ("epochs", 0), ("warmup_ratio", 1.0), ("warmup_ratio", -0.1),
     ("max_len", 513),
-    ("weight_decay", -1), ("save_steps", 0), ("grad_clip", 0), ("early_stopping_patience", 0),
+    ("weight_decay", -1), ("save_steps", 0), ("grad_clip", 0), ("early_stopping_patience", 0), ("pooling", "max"),
 ])
 def test_out_of_range_train_values_name_the_field(field, value):
     with pytest.raises(ValidationError) as caught:
