@@ -16,6 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Device = Literal["auto", "cpu", "cuda"]  # auto: cuda when present
 QuantizeMode = Literal["int8"]  # dynamic int8 quantization of the Linear layers at inference (CPU)
+# what a classifier predicts, in transformers' config.json names: one label per input (softmax), or any number of
+# labels per input (a sigmoid per label, each with its own threshold)
+ProblemType = Literal["single_label_classification", "multi_label_classification"]
+SINGLE_LABEL: ProblemType = "single_label_classification"
+MULTI_LABEL: ProblemType = "multi_label_classification"
+DEFAULT_THRESHOLD = 0.5  # a multi-label threshold where none was tuned
 
 # Hugging Face config.json key -> our field name
 HF_TO_SEED = {
