@@ -19,7 +19,7 @@ from app.main import create_app
 from app.settings import Settings
 from model_core.base_models import resolve_base_model
 from model_core.checkpoint import load_pretrained_encoder, save_model
-from model_core.config import ModelConfig
+from model_core.config import MULTI_LABEL, SINGLE_LABEL, ModelConfig
 from model_core.data import AnyExample, Example, MultiLabelExample
 from model_core.model import Classifier
 from model_core.tokenization import Tokenizer
@@ -103,10 +103,14 @@ def minilm_with_random_head(n_labels: int, seed: int, head_std: float, bias_std:
     return model.eval()
 
 
-def save_minilm_classifier(out_dir: Path, model: Classifier, labels: list[str], max_len: int) -> Path:
-    """`model` (a MiniLM classifier) with MiniLM's tokenizer as a Hugging Face directory; returns it."""
+def save_minilm_classifier(out_dir: Path, model: Classifier, labels: list[str], max_len: int,
+                           thresholds: dict[str, float] | None = None) -> Path:
+    """`model` (a MiniLM classifier) with MiniLM's tokenizer as a Hugging Face directory; returns it. Given
+    `thresholds` ({label: threshold}), a multi-label classifier."""
     tokenizer = Tokenizer.from_dir(resolve_base_model("minilm-l6"))
-    return save_model(out_dir, model, tokenizer, model.cfg, labels, max_len=max_len)
+    problem_type = SINGLE_LABEL if thresholds is None else MULTI_LABEL
+    return save_model(out_dir, model, tokenizer, model.cfg, labels, max_len=max_len, problem_type=problem_type,
+                      thresholds=thresholds)
 
 
 @dataclass
