@@ -38,10 +38,14 @@ class DatasetOut(BaseModel):
     id: str
     name: str
     n_rows: int
-    labels: dict[str, int] = Field(description="label -> number of rows, in first-seen order")
+    labels: dict[str, int] = Field(description="label -> number of rows that have it, in first-seen order")
     label_column: str
     text_column: str
     text_pair_column: str | None
+    label_delimiter: str | None = Field(description="What separates the labels of a multi-label label cell; null: "
+                                        "single-label.")
+    multi_label: bool = Field(description="Whether a row may have several labels (a label_delimiter was given).")
+    allow_no_label: bool = Field(description="Multi-label: whether a row may have no label.")
     sha256: str = Field(description="sha256 of the raw uploaded bytes")
     created_at: datetime
     filename: str

@@ -25,6 +25,15 @@ from model_core.data import DataError, read_table
 
 MAX_TEXT_FIELD_BYTES = 64 * 1024
 COLUMN_FIELDS = ("label_column", "text_column", "text_pair_column")
+READ_FIELDS = (*COLUMN_FIELDS, "label_delimiter", "allow_no_label")  # the form fields that say how a file is read
+READ_FIELDS_SCHEMA = {  # their OpenAPI description
+    **{column: {"type": "string", "description": "Column name; default per the README."} for column in COLUMN_FIELDS},
+    "label_delimiter": {"type": "string", "maxLength": Dataset.label_delimiter.type.length,
+                        "description": "Multi-label data: each label cell holds one or more labels separated by "
+                        "this (e.g. `,`); each is stripped. Absent: single-label."},
+    "allow_no_label": {"type": "boolean", "default": False,
+                       "description": "Multi-label data: an empty label cell is a row with no label (else a 422)."},
+}
 
 
 @dataclass
@@ -179,13 +188,25 @@ async def receive_form(request: Request, *, file_fields: set[str], text_fields: 
 
 @dataclass
 class ColumnChoice:
+    """How an uploaded file is read: its columns (None: the default) and, for multi-label data, its label cells."""
+
     label_column: str | None = None
     text_column: str | None = None
     text_pair_column: str | None = None
+    label_delimiter: str | None = None  # set: multi-label
+    allow_no_label: bool = False
 
     @classmethod
     def from_form(cls, fields: dict[str, str]) -> ColumnChoice:
-        return cls(**{name: fields[name].strip() or None for name in COLUMN_FIELDS if name in fields})
+        delimiter = fields.get("label_delimiter") or None  # not stripped: a space may be the delimiter
+        longest = Dataset.label_delimiter.type.length
+        if delimiter is not None and len(delimiter) > longest:
+            raise Unprocessable(f"label_delimiter {delimiter!r} is longer than {longest} characters")
+        allow_no_label = fields.get("allow_no_label", "false").strip().lower()
+        if allow_no_label not in ("true", "false"):
+            raise Unprocessable(f"allow_no_label must be true or false, got {fields['allow_no_label']!r}")
+        return cls(**{name: fields[name].strip() or None for name in COLUMN_FIELDS if name in fields},
+                   label_delimiter=delimiter, allow_no_label=allow_no_label == "true")
 
 
 async def store_dataset(session: Session, form: ReceivedForm, file_field: str, columns: ColumnChoice,
@@ -199,7 +220,9 @@ async def store_dataset(session: Session, form: ReceivedForm, file_field: str, c
         raise Unprocessable(f"form field {file_field!r} (the data file) is missing")
     try:
         table = await run_in_threadpool(read_table, received.path, label_column=columns.label_column,
-                                        text_column=columns.text_column, text_pair_column=columns.text_pair_column)
+                                        text_column=columns.text_column, text_pair_column=columns.text_pair_column,
+                                        label_delimiter=columns.label_delimiter,
+                                        allow_no_label=columns.allow_no_label)
     except DataError as error:
         raise Unprocessable(f"{received.filename}: {error}") from None
     dataset_id = new_id()
@@ -212,6 +235,7 @@ async def store_dataset(session: Session, form: ReceivedForm, file_field: str, c
         id=dataset_id, name=name or Path(received.filename).stem or dataset_id, filename=received.filename,
         format=_format_of(received.filename), n_rows=len(table.examples), labels=table.labels,
         label_column=table.label_column, text_column=table.text_column, text_pair_column=table.text_pair_column,
+        label_delimiter=table.label_delimiter, allow_no_label=table.allow_no_label,
         sha256=received.sha256, size_bytes=received.size_bytes, path=str(path.resolve()),
     )
     session.add(dataset)

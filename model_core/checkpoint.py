@@ -6,6 +6,9 @@ that every expected tensor is present with the right shape and names the one tha
 config.json's "pooling" records the classifier's pooling (absent: cls). A cls model is a plain
 BertForSequenceClassification directory; a mean model carries modeling_bert_mean_pooling.py, the
 transformers class its config.json names (see save_model).
+
+A multi-label classifier's config.json says `"problem_type": "multi_label_classification"` (transformers then
+applies BCEWithLogitsLoss), and thresholds.json beside it holds each label's threshold ({label: threshold}).
 """
 from __future__ import annotations
 
@@ -22,7 +25,16 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from model_core.config import MEAN_POOLING_MODEL_TYPE, ConfigError, ModelConfig, Pooling
+from model_core.config import (
+    DEFAULT_THRESHOLD,
+    MEAN_POOLING_MODEL_TYPE,
+    MULTI_LABEL,
+    SINGLE_LABEL,
+    ConfigError,
+    ModelConfig,
+    Pooling,
+    ProblemType,
+)
 from model_core.model import Classifier
 from model_core.tokenization import Tokenizer, VocabError
 
@@ -39,6 +51,7 @@ MEAN_POOLING_HF_CONFIG = {
                      "modeling_bert_mean_pooling.BertMeanPoolingForSequenceClassification"},
     "model_type": MEAN_POOLING_MODEL_TYPE,
 }
+THRESHOLDS_FILE = "thresholds.json"  # a multi-label model's {label: threshold}
 
 
 class CheckpointError(ValueError):
@@ -52,6 +65,8 @@ class LoadedModel:
     cfg: ModelConfig
     labels: list[str]  # label names in class-id order
     max_len: int  # tokens per input the model was fine-tuned with
+    problem_type: ProblemType = SINGLE_LABEL
+    thresholds: list[float] | None = None  # multi-label: each label's threshold, in class-id order
 
 
 def hf_names(model: Classifier) -> dict[str, list[str]]:
@@ -149,15 +164,19 @@ def load_pretrained_encoder(model: Classifier, model_dir: str | Path) -> None:
 
 
 def save_model(out_dir: str | Path, model: Classifier, tokenizer: Tokenizer, cfg: ModelConfig,
-               labels: list[str], max_len: int | None = None) -> Path:
+               labels: list[str], max_len: int | None = None, problem_type: ProblemType = SINGLE_LABEL,
+               thresholds: dict[str, float] | None = None) -> Path:
     """Write a directory that transformers loads unchanged: BertTokenizerFast, and for a cls model
     BertForSequenceClassification; a mean model's config.json names the class of modeling_bert_mean_pooling.py,
     copied beside it, which AutoModelForSequenceClassification loads with trust_remote_code=True. max_len (the
-    fine-tune max_len) becomes the tokenizer's model_max_length. Written to a temporary sibling and renamed into
+    fine-tune max_len) becomes the tokenizer's model_max_length. A multi-label model's thresholds.json gets
+    `thresholds` (DEFAULT_THRESHOLD for a label they lack). Written to a temporary sibling and renamed into
     place, so out_dir is never half-written."""
     out_dir = Path(out_dir)
     if len(labels) != model.n_labels or len(set(labels)) != len(labels):
         raise ValueError(f"labels must be {model.n_labels} distinct names, got {labels!r}")
+    if thresholds is not None and problem_type != MULTI_LABEL:
+        raise ValueError("thresholds belong to a multi-label model")
     mapping = hf_names(model)
     tensors = {}
     for ours, param in model.state_dict().items():
@@ -168,7 +187,7 @@ def save_model(out_dir: str | Path, model: Classifier, tokenizer: Tokenizer, cfg
     config = {"architectures": ["BertForSequenceClassification"], **cfg.to_hf_dict(),
               "id2label": {str(i): label for i, label in enumerate(labels)},
               "label2id": {label: i for i, label in enumerate(labels)},
-              "problem_type": "single_label_classification", "classifier_dropout": None,
+              "problem_type": problem_type, "classifier_dropout": None,
               "torch_dtype": "float32", "pooling": model.pooling}
     if model.pooling == "mean":
         config |= MEAN_POOLING_HF_CONFIG
@@ -178,6 +197,10 @@ def save_model(out_dir: str | Path, model: Classifier, tokenizer: Tokenizer, cfg
     try:
         save_file(tensors, tmp / "model.safetensors", metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        if problem_type == MULTI_LABEL:
+            tuned = {label: float((thresholds or {}).get(label, DEFAULT_THRESHOLD)) for label in labels}
+            (tmp / THRESHOLDS_FILE).write_text(json.dumps(tuned, indent=2, ensure_ascii=False) + "\n",
+                                               encoding="utf-8")
         tokenizer.save(tmp, max_len=max_len)
         if model.pooling == "mean":
             shutil.copyfile(MEAN_POOLING_CODE, tmp / MEAN_POOLING_CODE.name)
@@ -207,6 +230,7 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> Loa
         raise CheckpointError(f"{model_dir}: {e}") from e
     labels = read_labels(hf_config, str(model_dir))
     pooling = read_pooling(hf_config, str(model_dir))
+    problem_type = read_problem_type(hf_config, str(model_dir))
     if len(tokenizer.vocab) > cfg.vocab_size:
         raise CheckpointError(f"{model_dir}: vocab.txt has {len(tokenizer.vocab)} tokens but the model "
                               f"only {cfg.vocab_size} embeddings")
@@ -216,7 +240,35 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> Loa
     max_len = tokenizer.model_max_length
     if max_len is None or not 3 <= max_len <= cfg.max_len:
         max_len = cfg.max_len
-    return LoadedModel(model=model, tokenizer=tokenizer, cfg=cfg, labels=labels, max_len=max_len)
+    thresholds = read_thresholds(model_dir, labels) if problem_type == MULTI_LABEL else None
+    return LoadedModel(model=model, tokenizer=tokenizer, cfg=cfg, labels=labels, max_len=max_len,
+                       problem_type=problem_type, thresholds=thresholds)
+
+
+def read_problem_type(hf_config: dict, where: str) -> ProblemType:
+    """config.json's problem_type; single-label when it names none (transformers' default for several labels)."""
+    problem_type = hf_config.get("problem_type") or SINGLE_LABEL
+    if problem_type not in (SINGLE_LABEL, MULTI_LABEL):
+        raise CheckpointError(f"{where}: config.json problem_type {problem_type!r} is not supported (expected "
+                              f"{SINGLE_LABEL!r} or {MULTI_LABEL!r})")
+    return problem_type
+
+
+def read_thresholds(model_dir: Path, labels: list[str]) -> list[float]:
+    """Each label's threshold from thresholds.json, in class-id order; DEFAULT_THRESHOLD for all without the file
+    (a multi-label model from elsewhere)."""
+    path = model_dir / THRESHOLDS_FILE
+    if not path.is_file():
+        return [DEFAULT_THRESHOLD] * len(labels)
+    try:
+        thresholds = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"cannot read {path}: {e}") from None
+    valid = isinstance(thresholds, dict) and all(
+        isinstance(thresholds.get(label), int | float) and 0 <= thresholds[label] <= 1 for label in labels)
+    if not valid:
+        raise CheckpointError(f"{path}: expected a threshold in [0, 1] for each label of config.json")
+    return [float(thresholds[label]) for label in labels]
 
 
 def read_labels(hf_config: dict, where: str) -> list[str]:

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from model_core.base_models import BaseModelNotFound
 from model_core.checkpoint import CheckpointError, load_model
 from model_core.config import SEED_TRAIN_NAMES, ConfigError, Device, TrainConfig
-from model_core.data import DataError, read_table
+from model_core.data import DataError, check_problem_type, read_table
 from model_core.evaluate import evaluate
 from model_core.tokenization import VocabError
 from model_core.train import DeviceUnavailable, finetune
@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="classify texts; one JSON object per input per line")
     predict.add_argument("--model", required=True, type=Path, help="fine-tuned model directory")
-    predict.add_argument("--all-scores", action="store_true", help='add "scores": {label: probability}')
+    predict.add_argument("--all-scores", action="store_true", help='add "scores": {label: probability} (a '
+                         "multi-label model always gives them)")
     predict.add_argument("--file", type=Path, help="UTF-8 file with one text per line")
     predict.add_argument("--batch-size", type=int, default=32)
     predict.add_argument("texts", nargs="*", metavar="TEXT")
@@ -70,6 +71,10 @@ def add_column_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label-column", help="default: the first of label, category, class")
     parser.add_argument("--text-column", help="default: the first of text, sentence, content, text_a, sentence1")
     parser.add_argument("--text-pair-column", help="default: text_b or sentence2 when present")
+    parser.add_argument("--label-delimiter", help="multi-label data: each label cell holds labels separated by this, "
+                        "e.g. ','")
+    parser.add_argument("--allow-no-label", action="store_true", help="multi-label data: a row may have an empty "
+                        "label cell (no label)")
 
 
 def flag(name: str) -> str:
@@ -91,7 +96,8 @@ def add_hyperparameter_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def read_args_table(args: argparse.Namespace, path: Path):
-    return read_table(path, args.label_column, args.text_column, args.text_pair_column)
+    return read_table(path, args.label_column, args.text_column, args.text_pair_column, args.label_delimiter,
+                      args.allow_no_label)
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
@@ -110,7 +116,8 @@ def run_train(args: argparse.Namespace) -> dict:
     summary = {"model_dir": str(result.model_dir), "device": result.device, "pooling": result.pooling,
                "steps": result.steps, "train_loss": result.train_loss}
     if result.eval is not None:
-        summary |= {key: getattr(result.eval, key) for key in ("loss", "accuracy", "macro_f1", "per_class")}
+        reported = ("loss", "accuracy", "micro_f1", "macro_f1", "per_class", "thresholds")  # None: single-label
+        summary |= {key: getattr(result.eval, key) for key in reported if getattr(result.eval, key) is not None}
         summary["best_step"] = result.eval.step
     return summary
 
@@ -118,7 +125,9 @@ def run_train(args: argparse.Namespace) -> dict:
 def run_eval(args: argparse.Namespace) -> dict:
     loaded = load_model(args.model)
     table = read_args_table(args, args.data)
-    return evaluate(loaded.model, loaded.tokenizer, table.examples, loaded.labels, loaded.max_len, args.batch_size)
+    check_problem_type(table.examples, loaded.problem_type, str(args.data), f"the model {args.model}")
+    return evaluate(loaded.model, loaded.tokenizer, table.examples, loaded.labels, loaded.max_len, args.batch_size,
+                    thresholds=loaded.thresholds)
 
 
 def input_lines(path: Path) -> Iterator[str]:
@@ -145,7 +154,8 @@ def run_predict(args: argparse.Namespace) -> None:
         for start in range(0, len(order), args.batch_size):
             index = order[start : start + args.batch_size]
             for i, probabilities in zip(index, predictor.predict_tokenized([encodings[i] for i in index]), strict=True):
-                rows[i] = prediction_row(predictor.labels, probabilities.tolist(), args.all_scores)
+                rows[i] = prediction_row(predictor.labels, probabilities.tolist(), args.all_scores,
+                                         predictor.thresholds)
         sys.stdout.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 

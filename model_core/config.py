@@ -20,6 +20,12 @@ Pooling = Literal["cls", "mean"]  # how a classifier turns an input's token stat
 PoolingSetting = Literal["auto", "cls", "mean"]  # the hyperparameter: auto = the base model's own pooling, else cls
 # config.json's model_type of a mean-pooled classifier saved by model_core.checkpoint (transformers' BERT otherwise)
 MEAN_POOLING_MODEL_TYPE = "bert_mean_pooling"
+# what a classifier predicts, in transformers' config.json names: one label per input (softmax), or any number of
+# labels per input (a sigmoid per label, each with its own threshold)
+ProblemType = Literal["single_label_classification", "multi_label_classification"]
+SINGLE_LABEL: ProblemType = "single_label_classification"
+MULTI_LABEL: ProblemType = "multi_label_classification"
+DEFAULT_THRESHOLD = 0.5  # a multi-label threshold where none was tuned
 
 # Hugging Face config.json key -> our field name
 HF_TO_SEED = {

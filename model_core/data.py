@@ -4,6 +4,10 @@ File rules (../shared/CONTRACT.md): the header is line 1; UTF-8 with an optional
 line ends; TSV has no quoting (a `"` is an ordinary character); CSV (by a ".csv" suffix) follows
 RFC 4180 via the csv module. Line numbers in errors are file line numbers. Files are read
 line by line, never whole.
+
+A single-label file gives `Example`s, each label verbatim. Given a label delimiter, a file is multi-label: each label
+cell is split on it and its parts stripped, empty parts dropped, and it gives `MultiLabelExample`s; a row whose cell
+yields no label is an error unless no-label rows are allowed.
 """
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from model_core.config import MULTI_LABEL, SINGLE_LABEL, ProblemType
 
 LABEL_COLUMNS = ("label", "category", "class")
 TEXT_COLUMNS = ("text", "sentence", "content", "text_a", "sentence1")
@@ -30,22 +36,57 @@ class DataError(ValueError):
 
 @dataclass
 class Example:
+    """A row of a single-label table: one label, exactly as written."""
+
     text: str
     text_pair: str | None
     label: str
 
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The row's labels the way a multi-label row holds them, for code that serves both kinds."""
+        return (self.label,)
+
+
+@dataclass
+class MultiLabelExample:
+    """A row of a multi-label table: its distinct labels in the order its cell lists them; () when it has none."""
+
+    text: str
+    text_pair: str | None
+    labels: tuple[str, ...]
+
+
+AnyExample = Example | MultiLabelExample
+KIND_NAMES = {SINGLE_LABEL: "single-label", MULTI_LABEL: "multi-label"}
+
 
 @dataclass
 class Table:
-    examples: list[Example]
+    examples: list[Example] | list[MultiLabelExample]
     label_column: str
     text_column: str
     text_pair_column: str | None
+    label_delimiter: str | None = None  # set: a multi-label table, its label cells split on it
+    allow_no_label: bool = False  # multi-label: a row may have no label
 
     @property
     def labels(self) -> dict[str, int]:
-        """label -> number of rows, in first-seen order."""
-        return dict(Counter(example.label for example in self.examples))
+        """label -> number of rows that have it, in first-seen order."""
+        return dict(Counter(label for example in self.examples for label in example.labels))
+
+
+def problem_type_of(examples: Sequence[AnyExample]) -> ProblemType:
+    """MULTI_LABEL for multi-label examples, else SINGLE_LABEL (a table holds one kind only)."""
+    return MULTI_LABEL if examples and isinstance(examples[0], MultiLabelExample) else SINGLE_LABEL
+
+
+def check_problem_type(examples: Sequence[AnyExample], expected: ProblemType, what: str, other: str) -> None:
+    """DataError saying which is which when the examples (`what`) are not of the `expected` kind (`other`'s)."""
+    found = problem_type_of(examples)
+    if found != expected:
+        raise DataError(f"{what} is {KIND_NAMES[found]} but {other} is {KIND_NAMES[expected]} (a label delimiter "
+                        "makes data multi-label)")
 
 
 class _RowErrors:
@@ -118,8 +159,15 @@ def read_table(
     label_column: str | None = None,
     text_column: str | None = None,
     text_pair_column: str | None = None,
+    label_delimiter: str | None = None,
+    allow_no_label: bool = False,
 ) -> Table:
-    """Reads a labeled TSV (or CSV by ".csv" suffix) file; raises DataError naming the line and reason."""
+    """Reads a labeled TSV (or CSV by ".csv" suffix) file; raises DataError naming the line and reason.
+    label_delimiter: a multi-label file (see the module doc); allow_no_label: a multi-label row may have no label."""
+    if label_delimiter == "":
+        raise DataError("the label delimiter is empty")
+    if allow_no_label and label_delimiter is None:
+        raise DataError("allowing rows without a label needs a label delimiter (multi-label data)")
     path = Path(path)
     errors = _RowErrors()
     try:
@@ -147,22 +195,35 @@ def read_table(
         ]
         if missing:
             raise DataError(f"missing column: {' and '.join(missing)}; the header has: {', '.join(header)}", line=1)
-        examples = _read_examples(rows, len(header), label_index, text_index, pair_index, errors)
+        examples = _read_examples(rows, len(header), label_index, text_index, pair_index, errors,
+                                  label_delimiter, allow_no_label)
     errors.raise_if_any()
     if not examples:
         raise DataError("the file has a header but no data rows")
-    distinct = {example.label for example in examples}
+    distinct = {label for example in examples for label in example.labels}
     if len(distinct) < 2:
-        raise DataError(f"need at least 2 distinct labels, found only {', '.join(map(repr, distinct))}")
+        raise DataError(f"need at least 2 distinct labels, found only {', '.join(map(repr, distinct)) or 'none'}")
     return Table(
         examples=examples,
         label_column=header[label_index],
         text_column=header[text_index],
         text_pair_column=None if pair_index is None else header[pair_index],
+        label_delimiter=label_delimiter,
+        allow_no_label=allow_no_label,
     )
 
 
-def _read_examples(rows, n_columns, label_index, text_index, pair_index, errors: _RowErrors) -> list[Example]:
+def _labeled_example(text: str, pair: str | None, cell: str, label_delimiter: str | None,
+                     allow_no_label: bool) -> AnyExample | None:
+    """The row's example, or None when its label cell gives it no label and it needs one."""
+    if label_delimiter is None:
+        return Example(text, pair, cell) if cell else None
+    labels = tuple(dict.fromkeys(part.strip() for part in cell.split(label_delimiter) if part.strip()))
+    return MultiLabelExample(text, pair, labels) if labels or allow_no_label else None
+
+
+def _read_examples(rows, n_columns, label_index, text_index, pair_index, errors: _RowErrors,
+                   label_delimiter: str | None, allow_no_label: bool) -> list[AnyExample]:
     examples = []
     for line_number, fields in rows:
         if len(fields) != n_columns:
@@ -170,32 +231,42 @@ def _read_examples(rows, n_columns, label_index, text_index, pair_index, errors:
             continue
         label, text = fields[label_index], fields[text_index]
         pair = None if pair_index is None else fields[pair_index]
-        if not label:
-            errors.add(line_number, "empty label")
+        example = _labeled_example(text, pair, label, label_delimiter, allow_no_label)
+        if example is None:
+            errors.add(line_number, "empty label" if not label.strip() else
+                       f"no label in {label!r} split on {label_delimiter!r}")
         elif not text.strip():
             errors.add(line_number, "empty text")
         elif pair is not None and not pair.strip():
             errors.add(line_number, "empty text pair")
         else:
-            examples.append(Example(text=text, text_pair=pair, label=label))
+            examples.append(example)
     return examples
 
 
-def stratified_split(examples: Sequence[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
-    """Holds out `fraction` of each label's rows (at least one, never all); keeps file order in both parts."""
+def stratified_split(examples: Sequence[AnyExample], fraction: float,
+                     seed: int) -> tuple[list[AnyExample], list[AnyExample]]:
+    """Holds out `fraction` of each stratum's rows (at least one, never all); keeps file order in both parts.
+
+    A single-label row's stratum is its label. A multi-label row's is its rarest label (fewest rows, ties by
+    name; rows without a label are a stratum of their own): exact stratification by label sets would leave most
+    strata a row or two, while this gives each rare label held-out rows first and the common labels follow along
+    in the rows they share. A stratum of one row stays in training."""
     if not 0 < fraction < 1:
         raise DataError(f"the held-out fraction must be between 0 and 1, got {fraction}")
-    by_label: dict[str, list[int]] = {}
-    for index, example in enumerate(examples):
-        by_label.setdefault(example.label, []).append(index)
-    too_small = [label for label, indices in by_label.items() if len(indices) < 2]
+    counts = Counter(label for example in examples for label in example.labels)
+    too_small = [label for label, count in counts.items() if count < 2]
     if too_small:
         raise DataError(
             "cannot hold out an evaluation split: these labels have fewer than 2 rows: " + ", ".join(too_small)
         )
+    by_stratum: dict[str | None, list[int]] = {}
+    for index, example in enumerate(examples):
+        rarest = min(example.labels, key=lambda label: (counts[label], label), default=None)
+        by_stratum.setdefault(rarest, []).append(index)
     rng = random.Random(seed)
     held_out: set[int] = set()
-    for indices in by_label.values():
+    for indices in by_stratum.values():
         n_held = min(max(1, round(len(indices) * fraction)), len(indices) - 1)
         held_out.update(rng.sample(indices, n_held))
     train = [example for index, example in enumerate(examples) if index not in held_out]

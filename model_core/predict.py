@@ -1,5 +1,5 @@
-"""Inference on a saved classifier: tokenize, run the model under inference_mode, softmax.
-No batching policy here: the caller decides which inputs go together."""
+"""Inference on a saved classifier: tokenize, run the model under inference_mode, softmax (single-label) or a
+sigmoid per label (multi-label). No batching policy here: the caller decides which inputs go together."""
 from __future__ import annotations
 
 import warnings
@@ -12,7 +12,7 @@ from tokenizers import Encoding
 from torch import nn
 
 from model_core.checkpoint import LoadedModel, load_model
-from model_core.config import QuantizeMode
+from model_core.config import MULTI_LABEL, QuantizeMode
 from model_core.cpu import onednn_beats_mkl, use_onednn_linears
 from model_core.tokenization import TokenIds, Tokenizer
 
@@ -25,6 +25,8 @@ class Predictor:
         self.tokenizer = loaded.tokenizer
         self.labels = loaded.labels
         self.max_len = loaded.max_len
+        self.problem_type = loaded.problem_type
+        self.thresholds = loaded.thresholds  # multi-label: each label's threshold, in label order
         self.device = torch.device(device)
 
     @classmethod
@@ -47,7 +49,8 @@ class Predictor:
         return tokenize_pairs(self.tokenizer, pairs, self.max_len)
 
     def predict_proba(self, pairs: list[tuple[str, str | None]]) -> torch.Tensor:
-        """(N, n_labels) float32 class probabilities, in input order; texts over max_len are truncated."""
+        """(N, n_labels) float32 probabilities, in input order: of each class (single-label, rows sum to 1) or of
+        each label independently (multi-label); texts over max_len are truncated."""
         return self.predict_tokenized(self.tokenize(pairs))
 
     def predict_tokenized(self, encodings: Sequence[Encoding | TokenIds]) -> torch.Tensor:
@@ -58,6 +61,8 @@ class Predictor:
         with torch.inference_mode():
             logits = self.model(batch.input_ids.to(self.device), batch.segment_ids.to(self.device),
                                 batch.input_mask.to(self.device))  # (N, L)
+            if self.problem_type == MULTI_LABEL:
+                return logits.float().sigmoid().cpu()
             return logits.float().softmax(dim=-1).cpu()
 
 
@@ -69,8 +74,14 @@ def tokenize_pairs(tokenizer: Tokenizer, pairs: list[tuple[str, str | None]], ma
     return tokenizer.encode_each(texts, text_pairs if any(p is not None for p in text_pairs) else None, max_len)
 
 
-def prediction_row(labels: list[str], probabilities: list[float], all_scores: bool) -> dict:
-    """One answer of /predict and of the CLI: the likeliest label and its probability (+ every label's)."""
+def prediction_row(labels: list[str], probabilities: list[float], all_scores: bool,
+                   thresholds: Sequence[float] | None = None) -> dict:
+    """One answer of /predict and of the CLI. Single-label: the likeliest label and its probability (+ every
+    label's when all_scores). Multi-label (a model with `thresholds`, in label order): the labels whose probability
+    reaches their threshold, in label order, and every label's probability."""
+    if thresholds is not None:
+        chosen = [label for label, p, t in zip(labels, probabilities, thresholds, strict=True) if p >= t]
+        return {"labels": chosen, "scores": dict(zip(labels, probabilities, strict=True))}
     best = max(range(len(labels)), key=probabilities.__getitem__)
     row = {"label": labels[best], "score": probabilities[best]}
     if all_scores:

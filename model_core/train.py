@@ -4,6 +4,10 @@ clipping, evaluation with best-model selection, early stopping, and exactly resu
 out_dir/checkpoints/step-<n>/state.pt  model, optimizer, scheduler, RNG and loop state (newest 2 kept)
 out_dir/model/                         the final Hugging Face-compatible model (best eval by macro-F1)
 
+Multi-label examples train the same network with one sigmoid per label (binary cross-entropy). Each evaluation
+tunes every label's threshold on the evaluation set for that label's F1 and reports the metrics at those
+thresholds; the saved model keeps the thresholds of its evaluation (model/thresholds.json).
+
 A step's data is a pure function of (seed, epoch, position in the epoch), so a checkpoint's step
 number is its data position; with the RNG states it makes a resumed run end with the same weights
 as an uninterrupted one.
@@ -18,14 +22,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from model_core.base_models import resolve_base_model, resolve_pooling
 from model_core.checkpoint import CheckpointError, load_pretrained_encoder, save_model
 from model_core.config import Device, ModelConfig, Pooling, TrainConfig, with_our_names
-from model_core.data import DataError, Example, length_grouped_batches
-from model_core.evaluate import evaluate, label_ids
+from model_core.data import AnyExample, DataError, check_problem_type, length_grouped_batches, problem_type_of
+from model_core.evaluate import LOSSES, evaluate, label_targets
 from model_core.model import Classifier
 from model_core.optim import linear_schedule, make_optimizer
 from model_core.tokenization import Tokenizer
@@ -52,7 +55,9 @@ class EvalInfo:
     accuracy: float
     macro_f1: float
     per_class: dict
-    confusion: list[list[int]]
+    confusion: list[list[int]] | None = None  # single-label
+    micro_f1: float | None = None  # multi-label; `accuracy` is then subset (exact-match) accuracy
+    thresholds: dict[str, float] | None = None  # multi-label: each label's threshold, tuned on this evaluation
 
 
 @dataclass
@@ -110,8 +115,8 @@ class Trainer:
     model_cfg: ModelConfig
     cfg: TrainConfig
     labels: list[str]
-    train: Sequence[Example]
-    eval: Sequence[Example] | None
+    train: Sequence[AnyExample]
+    eval: Sequence[AnyExample] | None
     out_dir: Path
     device: torch.device
     max_len: int
@@ -124,7 +129,9 @@ class Trainer:
         self.optimizer = make_optimizer(self.model, self.cfg.learning_rate, self.cfg.weight_decay)
         warmup_steps = round(self.cfg.warmup_ratio * self.total_steps)
         self.scheduler = linear_schedule(self.optimizer, warmup_steps, self.total_steps)
-        self.targets = label_ids(self.train, self.labels, "the training set", known="the given label list")
+        self.problem_type = problem_type_of(self.train)
+        self.loss = LOSSES[self.problem_type]
+        self.targets = label_targets(self.train, self.labels, "the training set", known="the given label list")
         self.texts = [e.text for e in self.train]
         has_pairs = any(e.text_pair is not None for e in self.train)
         self.pairs = [e.text_pair for e in self.train] if has_pairs else None
@@ -142,7 +149,7 @@ class Trainer:
         with self.autocast:
             logits = self.model(*(t.to(self.device, non_blocking=True) for t in
                                   (batch.input_ids, batch.segment_ids, batch.input_mask)))  # (B, L)
-        loss = F.cross_entropy(logits.float(), self.targets[index].to(self.device))
+        loss = self.loss(logits.float(), self.targets[index].to(self.device))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip, foreach=True)
         learning_rate = self.optimizer.param_groups[0]["lr"]
@@ -208,7 +215,9 @@ class Trainer:
         return patience is not None and state.evals_since_best >= patience
 
     def save_final_model(self) -> None:
-        save_model(self.model_dir, self.model, self.tokenizer, self.model_cfg, self.labels, max_len=self.max_len)
+        thresholds = self.state.best_eval["thresholds"] if self.state.best_eval is not None else None
+        save_model(self.model_dir, self.model, self.tokenizer, self.model_cfg, self.labels, max_len=self.max_len,
+                   problem_type=self.problem_type, thresholds=thresholds)
 
     # --- checkpoints ----------------------------------------------------------------------------
     def run_signature(self) -> dict:
@@ -263,14 +272,15 @@ def checkpoints_newest_first(checkpoint_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[5:]), reverse=True)
 
 
-def build_trainer(train: Sequence[Example], eval: Sequence[Example] | None, base: str | Path, out_dir: Path,
+def build_trainer(train: Sequence[AnyExample], eval: Sequence[AnyExample] | None, base: str | Path, out_dir: Path,
                   cfg: TrainConfig, labels: list[str] | None = None, device: Device = "auto") -> Trainer:
     """The seeded model (pretrained encoder, fresh head), optimizer and schedule of a run, on its device."""
     if not train:
         raise DataError("the training set is empty")
-    labels = list(labels) if labels is not None else sorted({e.label for e in train})
-    if eval is not None:
-        label_ids(eval, labels, "the evaluation set")  # fail before any work
+    labels = list(labels) if labels is not None else sorted({label for e in train for label in e.labels})
+    if eval is not None:  # fail before any work
+        check_problem_type(eval, problem_type_of(train), "the evaluation set", "the training set")
+        label_targets(eval, labels, "the evaluation set")
     resolved_device = resolve_device(device)
     base_dir = resolve_base_model(base)
     tokenizer = Tokenizer.from_dir(base_dir)
@@ -286,8 +296,8 @@ def build_trainer(train: Sequence[Example], eval: Sequence[Example] | None, base
 
 
 def finetune(
-    train: list[Example],
-    eval: list[Example] | None,
+    train: list[AnyExample],
+    eval: list[AnyExample] | None,
     base: str | Path,
     out_dir: Path,
     cfg: TrainConfig,
@@ -301,8 +311,8 @@ def finetune(
     should_stop: Callable[[], bool] | None = None,
     progress_bar: bool = False,
 ) -> TrainResult:
-    """Fine-tunes `base` (a named base model or a HF BERT directory) on `train`; see the module doc.
-    `labels` fixes the class-id order (default: sorted training labels)."""
+    """Fine-tunes `base` (a named base model or a HF BERT directory) on `train`, single-label or multi-label
+    examples; see the module doc. `labels` fixes the class-id order (default: sorted training labels)."""
     trainer = build_trainer(train, eval, base, out_dir, cfg, labels, device)
     newest = checkpoints_newest_first(trainer.checkpoint_dir) if resume else []
     if newest:

@@ -19,8 +19,8 @@ from app.main import create_app
 from app.settings import Settings
 from model_core.base_models import resolve_base_model
 from model_core.checkpoint import load_pretrained_encoder, save_model
-from model_core.config import ModelConfig, Pooling
-from model_core.data import Example
+from model_core.config import MULTI_LABEL, SINGLE_LABEL, ModelConfig, Pooling
+from model_core.data import AnyExample, Example, MultiLabelExample
 from model_core.model import Classifier
 from model_core.tokenization import Tokenizer
 from testkit.data import write_sst2
@@ -29,7 +29,8 @@ from testkit.store import new_model_dir, register_model_dir, sqlite_settings_for
 
 __all__ = [
     "TINY_HYPERPARAMETERS", "ServingApp", "make_tiny_base", "make_tiny_bert", "minilm_with_random_head",
-    "save_minilm_classifier", "sentiment_examples", "serving_app", "tiny_model_config", "write_sst2", "write_tsv",
+    "save_minilm_classifier", "sentiment_examples", "serving_app", "tiny_model_config", "topic_examples", "write_sst2",
+    "write_tsv",
 ]
 
 # the API's hyperparameters of a job on the tiny BERT (make_tiny_bert) that trains in seconds
@@ -41,6 +42,8 @@ NEGATIVE = ["bad", "awful", "poor", "dull", "boring"]
 FILLER = ["the", "movie", "film", "plot", "was", "really", "a", "very", "and", "it", "actors", "story"]
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 TINY_VOCAB = SPECIALS + POSITIVE + NEGATIVE + FILLER
+# a small multi-label task on the same vocabulary: a sentence has "neg", "pos", both or neither, by its adjectives
+TOPIC_WORDS = {"neg": NEGATIVE, "pos": POSITIVE}
 
 
 def make_tiny_base(directory: Path) -> Path:
@@ -66,8 +69,23 @@ def sentiment_examples(n: int, seed: int) -> list[Example]:
     return examples
 
 
-def write_tsv(path: Path, examples: list[Example]) -> Path:
-    path.write_text("label\ttext\n" + "".join(f"{e.label}\t{e.text}\n" for e in examples), encoding="utf-8")
+def topic_examples(n: int, seed: int) -> list[MultiLabelExample]:
+    """Short sentences labeled "neg" and/or "pos" (each with chance 1/2; a quarter have neither) by the kinds of
+    adjective they contain: a multi-label task the tiny base learns in seconds."""
+    rng = random.Random(seed)
+    examples = []
+    for _ in range(n):
+        labels = tuple(label for label in TOPIC_WORDS if rng.random() < 0.5)
+        words = rng.choices(FILLER, k=rng.randint(1, 3)) + [rng.choice(TOPIC_WORDS[label]) for label in labels]
+        rng.shuffle(words)
+        examples.append(MultiLabelExample(" ".join(words), None, labels))
+    return examples
+
+
+def write_tsv(path: Path, examples: list[AnyExample]) -> Path:
+    """A label + text TSV; a multi-label example's labels joined by ","."""
+    path.write_text("label\ttext\n" + "".join(f"{','.join(e.labels)}\t{e.text}\n" for e in examples),
+                    encoding="utf-8")
     return path
 
 
@@ -86,10 +104,14 @@ def minilm_with_random_head(n_labels: int, seed: int, head_std: float, bias_std:
     return model.eval()
 
 
-def save_minilm_classifier(out_dir: Path, model: Classifier, labels: list[str], max_len: int) -> Path:
-    """`model` (a MiniLM classifier) with MiniLM's tokenizer as a Hugging Face directory; returns it."""
+def save_minilm_classifier(out_dir: Path, model: Classifier, labels: list[str], max_len: int,
+                           thresholds: dict[str, float] | None = None) -> Path:
+    """`model` (a MiniLM classifier) with MiniLM's tokenizer as a Hugging Face directory; returns it. Given
+    `thresholds` ({label: threshold}), a multi-label classifier."""
     tokenizer = Tokenizer.from_dir(resolve_base_model("minilm-l6"))
-    return save_model(out_dir, model, tokenizer, model.cfg, labels, max_len=max_len)
+    problem_type = SINGLE_LABEL if thresholds is None else MULTI_LABEL
+    return save_model(out_dir, model, tokenizer, model.cfg, labels, max_len=max_len, problem_type=problem_type,
+                      thresholds=thresholds)
 
 
 @dataclass

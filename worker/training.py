@@ -116,7 +116,8 @@ class ProgressRecorder:
 
 def _read(dataset: Dataset):
     return read_table(Path(dataset.path), label_column=dataset.label_column, text_column=dataset.text_column,
-                      text_pair_column=dataset.text_pair_column)
+                      text_pair_column=dataset.text_pair_column, label_delimiter=dataset.label_delimiter,
+                      allow_no_label=dataset.allow_no_label)
 
 
 def _train(job: Job, train_set: Dataset, eval_set: Dataset | None, settings: Settings, recorder: ProgressRecorder,
@@ -157,6 +158,8 @@ def _final_metrics(result: TrainResult) -> dict:
     if result.eval is not None:
         metrics.update(eval_loss=result.eval.loss, eval_accuracy=result.eval.accuracy,
                        eval_macro_f1=result.eval.macro_f1)
+        if result.eval.micro_f1 is not None:  # multi-label: kept in the model's metrics
+            metrics["eval_micro_f1"] = result.eval.micro_f1
     return metrics
 
 

@@ -66,6 +66,10 @@ class Dataset(Base):
     path: Mapped[str] = mapped_column(Text)  # the raw uploaded file
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
+    @property
+    def multi_label(self) -> bool:
+        return self.label_delimiter is not None
+
 
 class Job(Base):
     __tablename__ = "jobs"

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Job, ModelRecord
 from app.errors import ModelNotFound
+from model_core.config import SINGLE_LABEL
 
 
 def page(session: Session, query: Select, order_by, limit: int, offset: int) -> tuple[list, int]:
@@ -30,7 +31,8 @@ def register_model(session: Session, job: Job, model_dir: Path) -> ModelRecord:
     id2label = config["id2label"]
     record = ModelRecord(
         id=model_dir.name, job_id=job.id, base_model=job.base_model,
-        labels=[id2label[str(i)] for i in range(len(id2label))], metrics=dict(job.metrics or {}),
+        labels=[id2label[str(i)] for i in range(len(id2label))],
+        problem_type=config.get("problem_type") or SINGLE_LABEL, metrics=dict(job.metrics or {}),
         path=str(model_dir), size_bytes=directory_size(model_dir), deployed=False,
     )
     session.add(record)

@@ -1,8 +1,9 @@
 """A fine-tuned model served by replica processes, one per inference worker (PREDICT_WORKERS), each running
 forward passes outside this process: inference never waits for the GIL the event loop holds, nor the loop for it.
 
-This process keeps what a request needs before inference (the tokenizer, labels, max_len) and sends each
-batch's token ids to a free replica over a pipe; the replica answers with the batch's class probabilities.
+This process keeps what a request needs before and after inference (the tokenizer, labels, max_len, and a
+multi-label model's thresholds) and sends each batch's token ids to a free replica over a pipe; the replica answers
+with the batch's probabilities (softmax, or a sigmoid per label for a multi-label model).
 The event loop itself sends the batch and reads the answer once the pipe is readable, so no thread waits on a
 replica.
 A replica that dies fails its batch (and any later one sent to it) with ReplicaDied; the service then drops
@@ -32,7 +33,8 @@ from model_core.tokenization import TokenIds, Tokenizer
 STOP = None  # sent to a replica: exit
 
 def _replica_main(pipe: Connection, model_dir: str, quantize: str | None, torch_threads: int) -> None:
-    """A replica: load the model, say ("ready", labels, max_len) or ("error", message), then answer batches."""
+    """A replica: load the model, say ("ready", labels, max_len, thresholds) or ("error", message), then answer
+    batches."""
     torch.set_num_threads(torch_threads)
     keep_freed_memory()
     try:
@@ -40,7 +42,7 @@ def _replica_main(pipe: Connection, model_dir: str, quantize: str | None, torch_
     except CheckpointError as error:
         pipe.send(("error", str(error)))
         return
-    pipe.send(("ready", predictor.labels, predictor.max_len))
+    pipe.send(("ready", predictor.labels, predictor.max_len, predictor.thresholds))
     while (batch := pipe.recv()) is not STOP:
         pipe.send(predictor.predict_tokenized(batch).numpy())  # a tensor would travel as shared memory: 10x slower
 
@@ -84,7 +86,7 @@ class ReplicatedModel:
         if errors := [answer[1] for answer in answers if answer[0] == "error"]:
             self.close()
             raise CheckpointError(errors[0])
-        _, self.labels, self.max_len = answers[0]
+        _, self.labels, self.max_len, self.thresholds = answers[0]  # thresholds: None unless multi-label
         self.tokenizer = Tokenizer.from_dir(model_dir)
         self._free: asyncio.Queue[Connection] = asyncio.Queue()
         for pipe in pipes:

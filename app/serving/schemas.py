@@ -4,6 +4,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
+from model_core.config import ProblemType
+
 MAX_PREDICT_INPUTS = 256
 
 
@@ -14,6 +16,8 @@ class ModelOut(BaseModel):
     job_id: str | None
     base_model: str
     labels: list[str] = Field(description="Label names in class-id order.")
+    problem_type: ProblemType = Field(description="single_label_classification (one label per input) or "
+                              "multi_label_classification (any number, a threshold per label), as in config.json.")
     metrics: dict
     created_at: datetime
     size_bytes: int = Field(description="Size of the model directory in bytes.")
@@ -38,7 +42,8 @@ class PredictRequest(BaseModel):
         description=f"One input or a list of 1 to {MAX_PREDICT_INPUTS}. An input is a string or "
         '{"text", "text_pair"}; an empty string is valid; texts longer than the model\'s max_len are truncated.'
     )
-    return_all_scores: StrictBool = Field(False, description="Add every label's probability as `scores`.")
+    return_all_scores: StrictBool = Field(False, description="Add every label's probability as `scores` (a "
+                                          "multi-label model always does).")
 
     def pairs(self) -> list[tuple[str, str | None]]:
         inputs = self.inputs if isinstance(self.inputs, list) else [self.inputs]
@@ -51,6 +56,16 @@ class LabelScore(BaseModel):
     scores: dict[str, float] | None = Field(None, description="Every label's probability (return_all_scores).")
 
 
+class LabelsScores(BaseModel):
+    """A multi-label model's answer to one input."""
+
+    labels: list[str] = Field(description="The labels whose probability reaches their threshold, in label order "
+                              "(possibly none).")
+    scores: dict[str, float] = Field(description="Every label's probability (its own sigmoid).")
+
+
 class PredictResponse(BaseModel):
     model: str = Field(description="Id of the model that answered.")
-    predictions: list[LabelScore] = Field(description="One per input, in input order.")
+    predictions: list[LabelScore] | list[LabelsScores] = Field(
+        description="One per input, in input order: label and score from a single-label model, labels and scores "
+        "from a multi-label one.")

@@ -35,6 +35,7 @@ class Prediction:
     model_id: str
     labels: list[str]
     probs: list[list[float]]  # (N, n_labels), rows in input order
+    thresholds: list[float] | None  # a multi-label model's, in label order; None: single-label
 
 
 class PredictionService:
@@ -109,7 +110,7 @@ class PredictionService:
             if self.models.cached(model_id) is model:  # not yet replaced: the next request loads it anew
                 self.models.evict(model_id)
             raise
-        return Prediction(model_id, model.labels, probs)
+        return Prediction(model_id, model.labels, probs, model.thresholds)
 
     async def deploy(self, model_id: str) -> ModelRecord:
         """Loads the model fully, then makes it the deployed one in the store and for this process."""

@@ -22,6 +22,7 @@ def test_upload_stores_the_raw_file_and_describes_it(client, sqlite_settings):
     assert dataset["name"] == "films" and dataset["n_rows"] == 3
     assert dataset["labels"] == {"pos": 2, "neg": 1}
     assert (dataset["label_column"], dataset["text_column"], dataset["text_pair_column"]) == ("label", "sentence", None)
+    assert (dataset["label_delimiter"], dataset["multi_label"], dataset["allow_no_label"]) == (None, False, False)
     assert dataset["sha256"] == hashlib.sha256(GOOD_TSV).hexdigest()
     kept = stored_files(sqlite_settings)
     assert [p.parent.name for p in kept] == [dataset["id"]] and kept[0].read_bytes() == GOOD_TSV
@@ -35,6 +36,33 @@ def test_csv_with_quoting_pairs_crlf_bom_and_chosen_columns(client):
     assert response.status_code == 201, response.text
     dataset = response.json()
     assert dataset["labels"] == {"yes": 2, "no": 1} and dataset["text_pair_column"] == "hypothesis"
+
+
+MULTI_LABEL_TSV = b"label\ttext\njoy, surprise\twow, lovely\nanger\tugh\n\tok then\njoy|x\tyay\n"
+
+
+def test_multi_label_upload_counts_each_label_and_shows_its_format(client):
+    response = upload(client, MULTI_LABEL_TSV, label_delimiter=",", allow_no_label="true")
+    assert response.status_code == 201, response.text
+    dataset = response.json()
+    assert dataset["labels"] == {"joy": 1, "surprise": 1, "anger": 1, "joy|x": 1} and dataset["n_rows"] == 4
+    assert (dataset["label_delimiter"], dataset["multi_label"], dataset["allow_no_label"]) == (",", True, True)
+    assert client.get(f"/datasets/{dataset['id']}").json() == dataset
+    piped = upload(client, b"label\ttext\na|b\tx\nb\ty\n", label_delimiter="|", allow_no_label="False").json()
+    assert piped["labels"] == {"a": 1, "b": 2} and piped["allow_no_label"] is False
+
+
+@pytest.mark.parametrize("form, reason", [
+    ({"label_delimiter": ","}, "line 4: empty label"),  # the row without a label, not allowed
+    ({"label_delimiter": ",", "allow_no_label": "yes"}, "allow_no_label must be true or false, got 'yes'"),
+    ({"allow_no_label": "true"}, "needs a label delimiter"),
+    ({"label_delimiter": "<=======>"}, "longer than 8 characters"),
+], ids=["no label", "not a bool", "no delimiter", "long delimiter"])
+def test_bad_multi_label_upload_is_422_saying_why(client, sqlite_settings, form, reason):
+    response = upload(client, MULTI_LABEL_TSV, **form)
+    assert response.status_code == 422, response.text
+    assert reason in response.json()["detail"]
+    assert client.get("/datasets").json()["total"] == 0 and stored_files(sqlite_settings) == []
 
 
 BAD_UPLOADS = {

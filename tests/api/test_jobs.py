@@ -76,6 +76,44 @@ def test_eval_labels_missing_from_train_and_unsplittable_labels_are_422(client, 
     assert response.status_code == 422 and "['b']" in response.json()["detail"]
 
 
+MULTI_TRAIN = b"label\ttext\njoy,love\tx\njoy\ty\nanger\tz\nanger,joy\tw\nlove\tv\n"
+
+
+def test_multi_label_job_needs_an_eval_dataset_of_its_kind_with_its_labels(client, job_body):
+    def dataset(content: bytes, **form) -> str:
+        response = client.post("/datasets", files={"file": ("d.tsv", content)}, data=form)
+        assert response.status_code == 201, response.text
+        return response.json()["id"]
+
+    multi = dataset(MULTI_TRAIN, label_delimiter=",")
+    response = client.post("/jobs", json={**job_body, "dataset_id": multi, "eval_dataset_id": job_body["dataset_id"]})
+    assert response.status_code == 422
+    assert response.json()["detail"] == ("the eval dataset is single-label but the training dataset is multi-label "
+                                         "(label_delimiter ','): upload both with a label_delimiter (multi-label), "
+                                         "or neither")
+    response = client.post("/jobs", json={**job_body, "eval_dataset_id": dataset(MULTI_TRAIN, label_delimiter=",")})
+    assert response.status_code == 422 and "the eval dataset is multi-label" in response.json()["detail"]
+    unseen = dataset(b"label\ttext\njoy\tx\nfear,love\ty\n", label_delimiter=",")
+    response = client.post("/jobs", json={**job_body, "dataset_id": multi, "eval_dataset_id": unseen})
+    assert response.status_code == 422 and "['fear']" in response.json()["detail"]
+    lonely = dataset(b"label\ttext\njoy,fear\tx\njoy\ty\n", label_delimiter=",")
+    response = client.post("/jobs", json={**job_body, "dataset_id": lonely})  # fear: too few rows to hold one out
+    assert response.status_code == 422 and "['fear']" in response.json()["detail"]
+    assert client.get("/jobs").json()["total"] == 0
+    response = client.post("/jobs", json={**job_body, "dataset_id": multi, "eval_dataset_id": multi})
+    assert response.status_code == 202, response.text
+
+
+def test_multipart_multi_label_job_reads_both_files_with_the_delimiter(client, tiny_base_model):
+    config = {"base_model": str(tiny_base_model), "hyperparameters": TINY_HYPERPARAMETERS}
+    response = client.post("/jobs", files={"train": ("t.tsv", MULTI_TRAIN), "eval": ("e.tsv", b"label\ttext\n"
+                           b"love,joy\tx\nanger\ty\n")}, data={"config": json.dumps(config), "label_delimiter": ","})
+    assert response.status_code == 202, response.text
+    datasets = client.get("/datasets").json()["items"]
+    assert [d["multi_label"] for d in datasets] == [True, True]
+    assert [d["labels"] for d in datasets] == [{"love": 1, "joy": 1, "anger": 1}, {"joy": 3, "love": 2, "anger": 2}]
+
+
 def test_multipart_uploads_and_queues_in_one_call(client, tiny_base_model, train_tsv):
     config = {"base_model": str(tiny_base_model), "name": "one-call", "hyperparameters": TINY_HYPERPARAMETERS}
     response = client.post("/jobs", files={"train": ("t.tsv", train_tsv.read_bytes()), "eval": ("e.tsv", TWO_LABELS

@@ -6,7 +6,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from model_core.checkpoint import MEAN_POOLING_CODE, CheckpointError, load_model, load_pretrained_encoder, save_model
-from model_core.config import ModelConfig
+from model_core.config import MULTI_LABEL, ModelConfig
 from model_core.model import Classifier
 from model_core.tokenization import Tokenizer
 
@@ -187,3 +187,27 @@ def test_save_model_overwrites_and_rejects_bad_labels(tmp_path, tiny_dir):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "tiny"]
     with pytest.raises(ValueError, match="distinct"):
         save_model(out, model, tokenizer, cfg, ["same", "same"])
+
+
+def test_multi_label_model_keeps_its_problem_type_and_thresholds(tmp_path, tiny_dir):
+    model, tokenizer = tiny_model(tiny_dir, n_labels=3), Tokenizer.from_dir(tiny_dir)
+    cfg = ModelConfig.from_json(tiny_dir / "config.json")
+    out = save_model(tmp_path / "out", model, tokenizer, cfg, ["a", "b", "c"], problem_type=MULTI_LABEL,
+                     thresholds={"a": 0.25, "c": 0.75})
+    assert json.loads((out / "config.json").read_text())["problem_type"] == "multi_label_classification"
+    assert json.loads((out / "thresholds.json").read_text()) == {"a": 0.25, "b": 0.5, "c": 0.75}  # b: the default
+    loaded = load_model(out)
+    assert (loaded.problem_type, loaded.thresholds) == (MULTI_LABEL, [0.25, 0.5, 0.75])
+    single = load_model(save_model(tmp_path / "single", model, tokenizer, cfg, ["a", "b", "c"]))
+    assert (single.problem_type, single.thresholds) == ("single_label_classification", None)
+    assert not (tmp_path / "single" / "thresholds.json").exists()
+
+    (out / "thresholds.json").unlink()  # a multi-label model from elsewhere: 0.5 for every label
+    assert load_model(out).thresholds == [0.5, 0.5, 0.5]
+    (out / "thresholds.json").write_text('{"a": 0.2, "b": 1.5, "c": 0.1}')
+    with pytest.raises(CheckpointError, match=r"thresholds.json: expected a threshold in \[0, 1\] for each label"):
+        load_model(out)
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**config, "problem_type": "regression"}))
+    with pytest.raises(CheckpointError, match="problem_type 'regression' is not supported"):
+        load_model(out)

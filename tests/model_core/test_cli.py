@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from testkit import REPO
-from tests.factories import make_tiny_base, sentiment_examples, write_tsv
+from tests.factories import make_tiny_base, sentiment_examples, topic_examples, write_tsv
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -70,6 +70,36 @@ def test_predict_one_json_line_per_input(trained, workdir):
     assert "scores" not in from_args.stdout
 
 
+@pytest.fixture(scope="module")
+def trained_multi_label(workdir) -> dict:
+    write_tsv(workdir / "topics-train.tsv", topic_examples(64, seed=0))
+    write_tsv(workdir / "topics-dev.tsv", topic_examples(32, seed=1))
+    result = cli("train", "--train", "topics-train.tsv", "--eval", "topics-dev.tsv", "--label-delimiter", ",",
+                 "--allow-no-label", "--base", "base", "--out", "topics", "--epochs", "30", "--batch-size", "8",
+                 "--lr", "3e-3", "--warmup-ratio", "0", "--max-len", "16", "--seed", "3", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_multi_label_train_eval_and_predict(trained_multi_label, workdir):
+    assert trained_multi_label["macro_f1"] > 0.9 and 0 < trained_multi_label["micro_f1"] <= 1
+    assert set(trained_multi_label["thresholds"]) == {"neg", "pos"}
+    evaluation = cli("eval", "--model", "topics/model", "--data", "topics-dev.tsv", "--label-delimiter", ",",
+                     "--allow-no-label", cwd=workdir)
+    assert evaluation.returncode == 0, evaluation.stderr
+    metrics = json.loads(evaluation.stdout)
+    assert metrics["thresholds"] == trained_multi_label["thresholds"]  # the model's own, not tuned again
+    assert metrics["macro_f1"] == pytest.approx(trained_multi_label["macro_f1"])
+    predicted = cli("predict", "--model", "topics/model", "a good film", "the plot", "great but boring", cwd=workdir)
+    assert predicted.returncode == 0, predicted.stderr
+    rows = [json.loads(line) for line in predicted.stdout.splitlines()]
+    assert [row["labels"] for row in rows] == [["pos"], [], ["neg", "pos"]]
+    assert all(set(row) == {"labels", "scores"} and list(row["scores"]) == ["neg", "pos"] for row in rows)
+    wrong_kind = cli("eval", "--model", "topics/model", "--data", "dev.tsv", cwd=workdir)
+    assert wrong_kind.returncode == 2
+    assert "dev.tsv is single-label but the model topics/model is multi-label" in wrong_kind.stderr
+
+
 @pytest.mark.parametrize(
     ("setup", "args", "message"),
     [
@@ -80,6 +110,8 @@ def test_predict_one_json_line_per_input(trained, workdir):
          "line 3: expected 2 fields, got 3"),
         ({"odd.tsv": b"label\ttext\nmeh\tthe plot\npos\tgood\n"},
          ["train", "--train", "train.tsv", "--eval", "odd.tsv", "--base", "base", "--out", "x"], "'meh'"),
+        ({"unlabeled.tsv": b"label\ttext\npos,neg\tok\n , \tnone\n"},
+         ["train", "--train", "unlabeled.tsv", "--label-delimiter", ",", "--out", "x"], "line 3: no label in ' , '"),
         (None, ["train", "--train", "train.tsv", "--base", "base", "--out", "x", "--warmup", "1.5"], "warmup"),
         (None, ["train", "--train", "train.tsv", "--base", "bert-huge", "--out", "x"], "unknown base model"),
         (None, ["predict", "--model", "nowhere", "text"], "nowhere"),

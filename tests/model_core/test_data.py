@@ -3,7 +3,16 @@ from pathlib import Path
 
 import pytest
 
-from model_core.data import DataError, Example, length_grouped_batches, read_table, stratified_split
+from model_core.config import MULTI_LABEL
+from model_core.data import (
+    DataError,
+    Example,
+    MultiLabelExample,
+    check_problem_type,
+    length_grouped_batches,
+    read_table,
+    stratified_split,
+)
 from testkit.data import SHARED_DATA
 
 
@@ -109,6 +118,66 @@ def test_stratified_split_names_labels_too_small_to_split():
     examples = [Example("x", None, label) for label in ["a", "a", "b", "c"]]
     with pytest.raises(DataError, match="fewer than 2 rows: b, c"):
         stratified_split(examples, 0.5, seed=0)
+
+
+def test_label_delimiter_splits_strips_and_counts_each_label(tmp_path):
+    path = write(tmp_path, b"label\ttext\nb, a\tfirst\n a ,a,\tsecond\nc\tthird\n")
+    table = read_table(path, label_delimiter=",")
+    assert table.examples == [MultiLabelExample("first", None, ("b", "a")), MultiLabelExample("second", None, ("a",)),
+                              MultiLabelExample("third", None, ("c",))]
+    assert table.labels == {"b": 1, "a": 2, "c": 1}  # a row counts once for each of its labels
+    assert (table.label_delimiter, table.allow_no_label) == (",", False)
+    csv_table = read_table(write(tmp_path, b'text,label\n"x, y",a|b\nz,b\n', "pipes.csv"), label_delimiter="|")
+    assert [e.labels for e in csv_table.examples] == [("a", "b"), ("b",)] and csv_table.labels == {"a": 1, "b": 2}
+    assert read_table(path).labels == {"b, a": 1, " a ,a,": 1, "c": 1}  # no delimiter: single-label, verbatim
+
+
+def test_a_row_left_without_a_label_names_its_line_unless_allowed(tmp_path):
+    path = write(tmp_path, b"label\ttext\na\tx\n\ty\n , \tz\nb\tw\n")
+    error = error_of(path, label_delimiter=",")
+    assert str(error) == "line 3: empty label; line 4: no label in ' , ' split on ','" and error.line == 3
+    table = read_table(path, label_delimiter=",", allow_no_label=True)
+    assert [e.labels for e in table.examples] == [("a",), (), (), ("b",)] and table.labels == {"a": 1, "b": 1}
+    assert table.allow_no_label
+
+
+@pytest.mark.parametrize(
+    ("content", "options", "fragment"),
+    [
+        (b"label\ttext\na\tx\nb\ty\n", {"allow_no_label": True}, "needs a label delimiter"),
+        (b"label\ttext\na\tx\nb\ty\n", {"label_delimiter": ""}, "delimiter is empty"),
+        (b"label\ttext\na\tx\na,a\ty\n", {"label_delimiter": ","}, "2 distinct labels, found only 'a'"),
+        (b"label\ttext\n\tx\n,\ty\n", {"label_delimiter": ",", "allow_no_label": True}, "found only none"),
+    ],
+)
+def test_multi_label_options_and_too_few_labels_are_refused(tmp_path, content, options, fragment):
+    assert fragment in str(error_of(write(tmp_path, content), **options))
+
+
+def test_multi_label_split_stratifies_by_each_rows_rarest_label():
+    rows = [("common",)] * 10 + [("common", "rare")] * 4 + [()] * 3 + [("pair", "common"), ("pair",)]
+    examples = [MultiLabelExample(f"t{i}", None, labels) for i, labels in enumerate(rows)]
+    train, held = stratified_split(examples, 0.25, seed=1)
+    held_rows = sorted(e.labels for e in held)
+    # strata: common 10 rows -> 2 held, rare 4 -> 1, no label 3 -> 1, pair 2 -> 1
+    assert held_rows.count(("common",)) == 2 and held_rows.count(("common", "rare")) == 1
+    assert held_rows.count(()) == 1 and len([r for r in held_rows if "pair" in r]) == 1 and len(held) == 5
+    assert {label for e in train for label in e.labels} == {"common", "rare", "pair"}
+    assert stratified_split(examples, 0.25, seed=1) == (train, held)
+    # every label has 2 rows; ties go to the first name: strata x (rows 0, 2) and y (row 1, alone: kept in training)
+    pairs = [("x", "y"), ("y", "z"), ("x", "z")]
+    triangle = [MultiLabelExample(str(i), None, labels) for i, labels in enumerate(pairs)]
+    train, held = stratified_split(triangle, 0.5, seed=0)
+    assert len(held) == 1 and held[0].text in ("0", "2") and triangle[1] in train
+    with pytest.raises(DataError, match="fewer than 2 rows: once"):
+        stratified_split(examples + [MultiLabelExample("t", None, ("once", "common"))], 0.25, seed=1)
+
+
+def test_examples_of_the_other_kind_are_named():
+    single, multi = [Example("x", None, "a")], [MultiLabelExample("x", None, ("a",))]
+    check_problem_type(multi, MULTI_LABEL, "the evaluation set", "the training set")
+    with pytest.raises(DataError, match="the evaluation set is single-label but the training set is multi-label"):
+        check_problem_type(single, MULTI_LABEL, "the evaluation set", "the training set")
 
 
 def test_length_grouped_batches_cover_each_index_once_and_group_lengths():

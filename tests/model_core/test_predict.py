@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from model_core.cpu import OneDNNLinear, onednn_beats_mkl, use_onednn_linears
-from model_core.predict import Predictor
+from model_core.predict import Predictor, prediction_row
 
 from .conftest import FINETUNE_MAX_LEN, LABELS, PAIRS, TEXTS
 
@@ -83,6 +83,18 @@ def test_concurrent_calls_give_the_same_answers(predictor):
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda _: predictor.predict_proba(INPUTS), range(8)))
     assert all(torch.allclose(r, expected, atol=1e-6) for r in results)
+
+
+def test_prediction_row_shapes():
+    labels, probabilities = ["a", "b", "c"], [0.7, 0.2, 0.1]
+    assert prediction_row(labels, probabilities, False) == {"label": "a", "score": 0.7}
+    assert prediction_row(labels, probabilities, True) == {"label": "a", "score": 0.7,
+                                                           "scores": {"a": 0.7, "b": 0.2, "c": 0.1}}
+    multi = [0.7, 0.2, 0.55]
+    # multi-label: every label at or over its own threshold, and always every label's probability
+    assert prediction_row(labels, multi, False, thresholds=[0.7, 0.1, 0.6]) == {
+        "labels": ["a", "b"], "scores": {"a": 0.7, "b": 0.2, "c": 0.55}}
+    assert prediction_row(labels, multi, True, thresholds=[0.9, 0.9, 0.9])["labels"] == []
 
 
 def test_int8_quantization_stays_close(saved_classifier_dir, predictor):

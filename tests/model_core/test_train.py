@@ -1,16 +1,21 @@
+import json
+
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from model_core.checkpoint import CheckpointError, load_model
 from model_core.config import TrainConfig
-from model_core.data import DataError, Example
-from model_core.evaluate import classification_metrics, evaluate
+from model_core.data import DataError, Example, MultiLabelExample
+from model_core.evaluate import classification_metrics, evaluate, multi_label_metrics, tune_thresholds
+from model_core.predict import Predictor, prediction_row
 from model_core.train import TrainingStopped, finetune
-from tests.factories import make_tiny_base, sentiment_examples
+from tests.factories import make_tiny_base, sentiment_examples, topic_examples
 
 TRAIN = sentiment_examples(48, seed=0)
 EVAL = sentiment_examples(16, seed=1)
+TOPICS_TRAIN = topic_examples(64, seed=0)
+TOPICS_EVAL = topic_examples(32, seed=1)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -46,6 +51,37 @@ def test_tiny_model_learns_separable_task_to_full_train_accuracy(tiny_base, tmp_
     assert metrics["loss"] < steps[0].loss
     saved_eval = evaluate(loaded.model, loaded.tokenizer, EVAL, loaded.labels, loaded.max_len)
     assert saved_eval["macro_f1"] == pytest.approx(result.eval.macro_f1)  # the saved model is the best one
+
+
+def test_tiny_model_learns_a_multi_label_task_and_saves_the_tuned_thresholds(tiny_base, tmp_path):
+    assert any(not e.labels for e in TOPICS_TRAIN) and any(len(e.labels) > 1 for e in TOPICS_TRAIN)
+    cfg = TrainConfig(epochs=30, batch_size=8, learning_rate=3e-3, warmup_ratio=0.0, max_len=16, seed=3)
+    evals = []
+    result = finetune(TOPICS_TRAIN, TOPICS_EVAL, tiny_base, tmp_path, cfg, device="cpu", on_eval=evals.append)
+    assert len(evals) == 30 and all(e.micro_f1 is not None and e.confusion is None for e in evals)
+    assert result.eval.macro_f1 == max(e.macro_f1 for e in evals)
+
+    config = json.loads((result.model_dir / "config.json").read_text())
+    assert config["problem_type"] == "multi_label_classification"
+    saved_thresholds = json.loads((result.model_dir / "thresholds.json").read_text())
+    assert saved_thresholds == result.eval.thresholds and list(saved_thresholds) == ["neg", "pos"]
+    loaded = load_model(result.model_dir)
+    assert loaded.problem_type == "multi_label_classification"
+    assert loaded.thresholds == list(saved_thresholds.values())
+    learned = evaluate(loaded.model, loaded.tokenizer, TOPICS_TRAIN, loaded.labels, loaded.max_len,
+                       thresholds=loaded.thresholds)
+    assert learned["accuracy"] >= 0.95  # the exact label set of (almost) every training row
+    held_out = evaluate(loaded.model, loaded.tokenizer, TOPICS_EVAL, loaded.labels, loaded.max_len,
+                        thresholds=loaded.thresholds)
+    assert held_out["macro_f1"] == pytest.approx(result.eval.macro_f1) and held_out["macro_f1"] > 0.9
+    assert held_out["accuracy"] == pytest.approx(result.eval.accuracy)
+
+    predictor = Predictor(loaded)
+    texts = ["a good film", "boring", "the plot", "a great and dull story"]
+    probabilities = predictor.predict_proba([(text, None) for text in texts])
+    assert probabilities[3].sum() > 1.5  # one sigmoid per label, not a softmax
+    answers = [prediction_row(loaded.labels, row.tolist(), False, loaded.thresholds) for row in probabilities]
+    assert [answer["labels"] for answer in answers] == [["pos"], ["neg"], [], ["neg", "pos"]]
 
 
 def test_interrupted_then_resumed_run_ends_with_identical_weights(tiny_base, tmp_path):
@@ -120,6 +156,35 @@ def test_eval_label_missing_from_training_is_named(tiny_base, tmp_path):
     with pytest.raises(DataError, match="'meh'"):
         finetune(TRAIN, EVAL + [Example("the plot", None, "meh")], tiny_base, tmp_path, TrainConfig())
     assert not tmp_path.joinpath("model").exists()
+
+
+def test_eval_set_of_the_other_kind_is_named(tiny_base, tmp_path):
+    with pytest.raises(DataError, match="the evaluation set is multi-label but the training set is single-label"):
+        finetune(TRAIN, TOPICS_EVAL, tiny_base, tmp_path, TrainConfig())
+    with pytest.raises(DataError, match="'extra'"):
+        finetune(TOPICS_TRAIN, [MultiLabelExample("x", None, ("pos", "extra"))], tiny_base, tmp_path, TrainConfig())
+
+
+def test_multi_label_metrics_match_hand_computed_values():
+    targets = torch.tensor([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 0]])
+    predictions = torch.tensor([[1, 0, 0], [0, 1, 0], [1, 0, 1], [0, 0, 0]])
+    metrics = multi_label_metrics(targets, predictions, ["a", "b", "c"])
+    assert metrics["accuracy"] == pytest.approx(2 / 4)  # rows 1 and 3 exactly right
+    # a: TP 2 of 2 predicted, 2 true -> F1 1; b: TP 1 of 1, 2 true -> P 1 R 1/2 F1 2/3; c: TP 0 of 1, 1 true -> 0
+    assert metrics["per_class"]["b"] == pytest.approx({"precision": 1.0, "recall": 0.5, "f1": 2 / 3, "support": 2})
+    assert metrics["per_class"]["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+    assert metrics["macro_f1"] == pytest.approx((1 + 2 / 3 + 0) / 3)
+    assert metrics["micro_f1"] == pytest.approx(2 * 3 / (4 + 5))  # 2 TP / (predicted + true)
+
+
+def test_tuned_thresholds_maximise_each_labels_f1():
+    probabilities = torch.tensor([[0.9, 0.9, 0.6], [0.8, 0.8, 0.6], [0.7, 0.7, 0.1],
+                                  [0.4, 0.4, 0.1], [0.3, 0.3, 0.1], [0.2, 0.2, 0.1]])
+    targets = torch.tensor([[1, 0, 1], [0, 0, 0], [1, 0, 0], [1, 0, 0], [0, 0, 0], [0, 0, 0]], dtype=torch.float)
+    thresholds = tune_thresholds(probabilities, targets)
+    # label 0: the top 1..6 rows as positives give F1 2/4, 2/5, 4/6, 6/7, 6/8, 6/9: the top 4, cut between 0.4 and 0.3
+    # label 1 has no positive: the default; label 2: its two 0.6 rows cannot be split, so both (F1 2/3)
+    assert thresholds.tolist() == pytest.approx([0.35, 0.5, 0.35])
 
 
 def test_classification_metrics_match_hand_computed_values():

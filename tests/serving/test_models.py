@@ -13,7 +13,8 @@ from tests.serving.conftest import LABELS, MAX_LEN
 
 pytestmark = pytest.mark.anyio
 
-MODEL_FIELDS = {"id", "job_id", "base_model", "labels", "metrics", "created_at", "size_bytes", "deployed"}
+MODEL_FIELDS = {"id", "job_id", "base_model", "labels", "problem_type", "metrics", "created_at", "size_bytes",
+                "deployed"}
 
 
 async def test_list_is_newest_first_with_paging(served):

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.factories import TINY_HYPERPARAMETERS
+from tests.factories import TINY_HYPERPARAMETERS, topic_examples, write_tsv
 from tests.harness import sse_events, wait_for_job
 
 # long enough to act on while it runs: 10 epochs of ~22 steps, a checkpoint every 10
@@ -53,6 +53,28 @@ def test_job_trains_registers_deploys_and_predicts(production_client, dataset_id
     assert prediction.status_code == 200, prediction.text
     assert prediction.json()["model"] == job["model_id"]
     assert [p["label"] in model["labels"] for p in prediction.json()["predictions"]] == [True, True]
+
+
+def test_multi_label_job_trains_with_its_thresholds_and_predicts_labels(production_client, tiny_base_model,
+                                                                        tmp_path):
+    topics = write_tsv(tmp_path / "topics.tsv", topic_examples(40, seed=0))
+    response = production_client.post("/datasets", files={"file": ("topics.tsv", topics.read_bytes())},
+                                      data={"label_delimiter": ",", "allow_no_label": "true"})
+    assert response.status_code == 201, response.text
+    job = queue_job(production_client, response.json()["id"], tiny_base_model, {**TINY_HYPERPARAMETERS, "seed": 1})
+    done = wait_for_job(production_client, job["id"])
+    assert done["status"] == "succeeded", done
+    evals = production_client.get(f"/jobs/{job['id']}/metrics").json()["eval"]
+    # accuracy is subset accuracy; the model's metrics are those of the best evaluation by macro-F1
+    assert len(evals) == 2 and all(0 <= point[key] <= 1 for point in evals for key in ("accuracy", "macro_f1"))
+    model = production_client.get(f"/models/{done['model_id']}").json()
+    assert model["problem_type"] == "multi_label_classification" and sorted(model["labels"]) == ["neg", "pos"]
+    assert model["metrics"]["eval_macro_f1"] == max(point["macro_f1"] for point in evals)
+    assert 0 < model["metrics"]["eval_micro_f1"] <= 1
+    prediction = production_client.post("/predict", json={"model": model["id"], "inputs": ["a good film", "dull"]})
+    assert prediction.status_code == 200, prediction.text
+    assert all(set(answer) == {"labels", "scores"} and set(answer["labels"]) <= {"neg", "pos"}
+               for answer in prediction.json()["predictions"])
 
 
 def test_each_job_runs_in_a_fresh_child_process(production_client, celery_worker, dataset_id, tiny_base_model):

@@ -11,7 +11,7 @@ from app.db import jobs, store
 from app.db.models import Dataset
 from app.errors import DatasetInUse
 from app.schemas import DatasetOut, Page
-from app.uploads import COLUMN_FIELDS, ColumnChoice, receive_form, store_dataset
+from app.uploads import READ_FIELDS, READ_FIELDS_SCHEMA, ColumnChoice, receive_form, store_dataset
 
 router = APIRouter(prefix="/datasets", tags=["datasets"], dependencies=[Depends(require_admin)])
 
@@ -25,8 +25,7 @@ UPLOAD_FORM = {
                 "file": {"type": "string", "format": "binary",
                          "description": "TSV (or CSV by a .csv name), header row first, UTF-8; at most MAX_UPLOAD_MB."},
                 "name": {"type": "string"},
-                **{column: {"type": "string", "description": "Column name; default per the README."}
-                   for column in COLUMN_FIELDS},
+                **READ_FIELDS_SCHEMA,
             },
         }}},
     }
@@ -37,7 +36,7 @@ UPLOAD_FORM = {
              responses={413: {"description": "File over MAX_UPLOAD_MB"}, 422: {"description": "Invalid file"}})
 async def upload_dataset(request: Request, session: SessionDep, settings: SettingsDep) -> Dataset:
     """Upload a labeled file; 422 names the line(s) and the reason, and nothing is stored."""
-    with await receive_form(request, file_fields={"file"}, text_fields={"name", *COLUMN_FIELDS},
+    with await receive_form(request, file_fields={"file"}, text_fields={"name", *READ_FIELDS},
                             artifact_dir=settings.artifact_dir, max_upload_mb=settings.max_upload_mb) as form:
         dataset = await store_dataset(session, form, "file", ColumnChoice.from_form(form.fields),
                                       form.fields.get("name"), settings.artifact_dir)

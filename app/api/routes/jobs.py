@@ -28,7 +28,7 @@ from app.db.models import Dataset, Job, MetricPoint
 from app.errors import QueueUnavailable, Unprocessable, UnsupportedMediaType
 from app.schemas import JobConfig, JobCreate, JobMetricsHistory, JobOut, Page, metric_point_out
 from app.settings import Settings
-from app.uploads import COLUMN_FIELDS, ColumnChoice, receive_form, store_dataset
+from app.uploads import READ_FIELDS, READ_FIELDS_SCHEMA, ColumnChoice, receive_form, store_dataset
 from model_core.base_models import resolve_base_model
 from model_core.config import ConfigError, ModelConfig
 
@@ -50,7 +50,7 @@ CREATE_BODY = {"requestBody": {"required": True, "content": {
             "train": {"type": "string", "format": "binary", "description": "Training file (TSV, or CSV by name)."},
             "eval": {"type": "string", "format": "binary", "description": "Optional evaluation file."},
             "config": {"type": "string", "description": "JSON of JobConfig (the JSON body without dataset ids)."},
-            **{column: {"type": "string"} for column in COLUMN_FIELDS},
+            **READ_FIELDS_SCHEMA,
         },
     }},
 }}}
@@ -74,11 +74,18 @@ def _check_labels(config: JobConfig, train: Dataset, eval_dataset: Dataset | Non
             raise Unprocessable(f"cannot hold out a stratified eval_fraction: label(s) {too_few} have fewer than "
                                 "2 rows; add rows or upload an eval dataset")
         return
+    if eval_dataset.multi_label != train.multi_label:
+        raise Unprocessable(f"the eval dataset is {_kind(eval_dataset)} but the training dataset is {_kind(train)}: "
+                            "upload both with a label_delimiter (multi-label), or neither")
     unknown = [label for label in eval_dataset.labels if label not in train.labels]
     if unknown:
         raise Unprocessable(f"the eval dataset has label(s) {unknown} that the training dataset lacks")
     if (eval_dataset.text_pair_column is None) != (train.text_pair_column is None):
         raise Unprocessable("the training and eval datasets must both have a text pair column, or neither")
+
+
+def _kind(dataset: Dataset) -> str:
+    return f"multi-label (label_delimiter {dataset.label_delimiter!r})" if dataset.multi_label else "single-label"
 
 
 def _add_job(session: Session, config: JobConfig, train: Dataset, eval_dataset: Dataset | None) -> Job:
@@ -100,7 +107,7 @@ def _enqueue(request: Request, session: Session, job: Job) -> None:
 
 
 async def _create_from_multipart(request: Request, session: Session, settings: Settings) -> Job:
-    with await receive_form(request, file_fields={"train", "eval"}, text_fields={"config", *COLUMN_FIELDS},
+    with await receive_form(request, file_fields={"train", "eval"}, text_fields={"config", *READ_FIELDS},
                             artifact_dir=settings.artifact_dir, max_upload_mb=settings.max_upload_mb) as form:
         try:
             config = JobConfig.model_validate_json(form.fields.get("config") or "{}")

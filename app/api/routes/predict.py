@@ -23,8 +23,11 @@ router = APIRouter(tags=["predict"], dependencies=[Depends(require_predict)])
     },
 )
 async def predict(body: PredictRequest, service: ServiceDep) -> JSONResponse:
-    """Label and probability for each input, in input order. Concurrent requests are batched together."""
+    """For each input, in input order: a single-label model's likeliest label and its probability; a multi-label
+    model's labels whose probability reaches their threshold, and every label's probability. Concurrent requests
+    are batched together."""
     prediction = await service.predict(body.model, body.pairs())
-    predictions = [prediction_row(prediction.labels, row, body.return_all_scores) for row in prediction.probs]
+    predictions = [prediction_row(prediction.labels, row, body.return_all_scores, prediction.thresholds)
+                   for row in prediction.probs]
     # built as plain JSON: PredictResponse documents this shape, re-validating it would cost more than the rest
     return JSONResponse({"model": prediction.model_id, "predictions": predictions})
