@@ -64,23 +64,38 @@ def row(metric: str, value: float, unit: str, note: str = "") -> dict:
     return {"section": SECTION, "metric": metric, "value": round(value, 4), "unit": unit, "note": note}
 
 
+def multi_hot(examples: Sequence[Example], labels: list[str], delimiter: str) -> torch.Tensor:
+    """(N, n_labels) 0/1 floats: row i marks the labels of example i's `delimiter`-joined label."""
+    column = {label: i for i, label in enumerate(labels)}
+    targets = torch.zeros(len(examples), len(labels))
+    for row, example in enumerate(examples):
+        targets[row, [column[label] for label in example.label.split(delimiter)]] = 1.0
+    return targets
+
+
 class TransformersTrainer:
-    """transformers' BertForSequenceClassification with the same optimizer, schedule and clipping."""
+    """transformers' BertForSequenceClassification with the same optimizer, schedule and clipping. With a
+    `label_delimiter`, multi-label: each example's label joins its labels, the head is trained with BCE
+    (problem_type multi_label_classification) and `predict` gives per-label sigmoids."""
 
     def __init__(self, base_dir: Path, examples: Sequence[Example], labels: list[str], cfg: TrainConfig,
-                 total_steps: int):
+                 total_steps: int, label_delimiter: str | None = None):
         from transformers import BertForSequenceClassification, BertTokenizerFast
         from transformers.utils import logging
 
         logging.set_verbosity_error()
         logging.disable_progress_bar()
         torch.manual_seed(cfg.seed)
+        self.multi_label = label_delimiter is not None
+        problem_type = "multi_label_classification" if self.multi_label else "single_label_classification"
         self.tokenizer = BertTokenizerFast.from_pretrained(base_dir)
-        self.model = BertForSequenceClassification.from_pretrained(base_dir, num_labels=len(labels)).train()
+        self.model = BertForSequenceClassification.from_pretrained(base_dir, num_labels=len(labels),
+                                                                   problem_type=problem_type).train()
         self.optimizer = make_optimizer(self.model, cfg.learning_rate, cfg.weight_decay)
         self.scheduler = linear_schedule(self.optimizer, round(cfg.warmup_ratio * total_steps), total_steps)
         self.texts = [e.text for e in examples]
-        self.targets = label_ids(examples, labels, "the training set")
+        self.targets = (multi_hot(examples, labels, label_delimiter) if self.multi_label
+                        else label_ids(examples, labels, "the training set"))
         self.cfg = cfg
 
     def step(self, index: list[int]) -> float:
@@ -97,7 +112,8 @@ class TransformersTrainer:
     @torch.inference_mode()
     def predict(self, texts: list[str]) -> torch.Tensor:
         batch = self.tokenizer(texts, truncation=True, max_length=self.cfg.max_len, padding=True, return_tensors="pt")
-        return self.model(**batch).logits.softmax(dim=-1)
+        logits = self.model(**batch).logits  # (B, L)
+        return logits.sigmoid() if self.multi_label else logits.softmax(dim=-1)
 
 
 def gemm_peak_flops(n: int = 2048, repeats: int = 5) -> float:

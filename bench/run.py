@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-SECTIONS = ("model_core", "service", "serving")
+SECTIONS = ("model_core", "service", "serving", "quality")
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 
 
@@ -57,7 +57,7 @@ def print_table(rows: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="a small version, under 3 minutes")
+    parser.add_argument("--quick", action="store_true", help="a small version, about 8 minutes on 2 cores")
     parser.add_argument("--banking77", action="store_true",
                         help="also the long Banking77 full-train run (model_core section)")
     parser.add_argument("--only", choices=SECTIONS, action="append", help="run only this section (repeatable)")

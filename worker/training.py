@@ -22,7 +22,7 @@ from app.db.models import Dataset, Job, MetricPoint, new_id, utcnow
 from app.settings import Settings
 from model_core.base_models import resolve_base_model
 from model_core.config import TrainConfig
-from model_core.data import read_table, stratified_split
+from model_core.data import Example, Table, read_table, stratified_split
 from model_core.train import EvalInfo, StepInfo, TrainingStopped, TrainResult, finetune
 
 log = logging.getLogger(__name__)
@@ -122,17 +122,26 @@ def _read(dataset: Dataset):
 
 def _train(job: Job, train_set: Dataset, eval_set: Dataset | None, settings: Settings, recorder: ProgressRecorder,
            heartbeat: Heartbeat) -> TrainResult:
-    table = _read(train_set)
-    cfg = TrainConfig.model_validate(job.hyperparameters)  # the API's names are TrainConfig's
-    if eval_set is not None:
-        train_examples, eval_examples = table.examples, _read(eval_set).examples
-    else:
-        train_examples, eval_examples = stratified_split(table.examples, job.eval_fraction, cfg.seed)
-    return finetune(
-        train_examples, eval_examples, resolve_base_model(job.base_model), settings.artifact_dir / "jobs" / job.id,
-        cfg, labels=list(table.labels), device=settings.device, resume=True, on_step=recorder.on_step,
-        on_eval=recorder.on_eval, on_start=recorder.on_start, should_stop=heartbeat.should_stop,
+    return train_table(
+        _read(train_set), None if eval_set is None else _read(eval_set).examples, job.eval_fraction, job.base_model,
+        settings.artifact_dir / "jobs" / job.id, TrainConfig.model_validate(job.hyperparameters),
+        device=settings.device, on_step=recorder.on_step, on_eval=recorder.on_eval, on_start=recorder.on_start,
+        should_stop=heartbeat.should_stop,
     )
+
+
+def train_table(table: Table, eval_examples: list[Example] | None, eval_fraction: float | None, base_model: str,
+                out_dir: Path, cfg: TrainConfig, **run_options) -> TrainResult:
+    """What a job trains on its data (bench/quality.py runs it as the service's defaults): the table's rows, less a
+    stratified `eval_fraction` held out (seeded by cfg.seed) for evaluation and best-model selection when no eval
+    set is given; labels in the table's first-seen order; resumes from out_dir's checkpoints. `run_options`:
+    finetune's device and callbacks."""
+    if eval_examples is not None:
+        train_examples = table.examples
+    else:
+        train_examples, eval_examples = stratified_split(table.examples, eval_fraction, cfg.seed)
+    return finetune(train_examples, eval_examples, resolve_base_model(base_model), out_dir, cfg,
+                    labels=list(table.labels), resume=True, **run_options)
 
 
 def _register(session_factory: SessionFactory, job: Job, worker_id: str, result: TrainResult,
