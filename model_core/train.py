@@ -4,6 +4,9 @@ clipping, evaluation with best-model selection, early stopping, and exactly resu
 out_dir/checkpoints/step-<n>/state.pt  model, optimizer, scheduler, RNG and loop state (newest 2 kept)
 out_dir/model/                         the final Hugging Face-compatible model (best eval by macro-F1)
 
+The "auto" hyperparameters are resolved from the training data first (model_core.auto); the choices are
+reported to `on_start` and in the TrainResult.
+
 A step's data is a pure function of (seed, epoch, position in the epoch), so a checkpoint's step
 number is its data position; with the RNG states it makes a resumed run end with the same weights
 as an uninterrupted one.
@@ -21,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from model_core.auto import Choices, class_weights, resolve
 from model_core.base_models import resolve_base_model
 from model_core.checkpoint import CheckpointError, load_pretrained_encoder, save_model
 from model_core.config import Device, ModelConfig, TrainConfig, with_our_names
@@ -64,6 +68,7 @@ class TrainResult:
     device: str
     steps: int = 0  # steps taken: total_steps unless early stopping ended the run sooner
     epoch: float = 0.0  # fractional epochs taken
+    choices: Choices = field(default_factory=dict)  # what each "auto" hyperparameter became, and why
 
 
 class DeviceUnavailable(ValueError):
@@ -101,7 +106,7 @@ def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int
 
 @dataclass
 class Trainer:
-    """One fine-tuning run's objects; `finetune` builds it and drives `run`."""
+    """One fine-tuning run's objects; `finetune` builds it and drives `run`. `cfg` is concrete (no "auto")."""
 
     model: Classifier
     tokenizer: Tokenizer
@@ -113,6 +118,7 @@ class Trainer:
     out_dir: Path
     device: torch.device
     max_len: int
+    choices: Choices = field(default_factory=dict)
     state: LoopState = field(default_factory=LoopState)
 
     def __post_init__(self):
@@ -122,6 +128,9 @@ class Trainer:
         warmup_steps = round(self.cfg.warmup_ratio * self.total_steps)
         self.scheduler = linear_schedule(self.optimizer, warmup_steps, self.total_steps)
         self.targets = label_ids(self.train, self.labels, "the training set", known="the given label list")
+        self.class_weights = class_weights(self.cfg, self.targets, len(self.labels))
+        if self.class_weights is not None:
+            self.class_weights = self.class_weights.to(self.device)
         self.texts = [e.text for e in self.train]
         has_pairs = any(e.text_pair is not None for e in self.train)
         self.pairs = [e.text_pair for e in self.train] if has_pairs else None
@@ -139,7 +148,7 @@ class Trainer:
         with self.autocast:
             logits = self.model(*(t.to(self.device, non_blocking=True) for t in
                                   (batch.input_ids, batch.segment_ids, batch.input_mask)))  # (B, L)
-        loss = F.cross_entropy(logits.float(), self.targets[index].to(self.device))
+        loss = F.cross_entropy(logits.float(), self.targets[index].to(self.device), weight=self.class_weights)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip, foreach=True)
         learning_rate = self.optimizer.param_groups[0]["lr"]
@@ -262,7 +271,8 @@ def checkpoints_newest_first(checkpoint_dir: Path) -> list[Path]:
 
 def build_trainer(train: Sequence[Example], eval: Sequence[Example] | None, base: str | Path, out_dir: Path,
                   cfg: TrainConfig, labels: list[str] | None = None, device: Device = "auto") -> Trainer:
-    """The seeded model (pretrained encoder, fresh head), optimizer and schedule of a run, on its device."""
+    """The seeded model (pretrained encoder, fresh head), optimizer and schedule of a run, on its device; the
+    "auto" hyperparameters of `cfg` resolved from `train`."""
     if not train:
         raise DataError("the training set is empty")
     labels = list(labels) if labels is not None else sorted({e.label for e in train})
@@ -272,13 +282,14 @@ def build_trainer(train: Sequence[Example], eval: Sequence[Example] | None, base
     base_dir = resolve_base_model(base)
     tokenizer = Tokenizer.from_dir(base_dir)
     model_cfg = ModelConfig.from_json(base_dir / "config.json")
+    cfg, choices = resolve(cfg, train, tokenizer, model_cfg.max_len, len(labels), has_eval=eval is not None)
     torch.manual_seed(cfg.seed)
     model = Classifier(model_cfg, len(labels))
     load_pretrained_encoder(model, base_dir)
     model.to(resolved_device).train()
     return Trainer(model=model, tokenizer=tokenizer, model_cfg=model_cfg, cfg=cfg, labels=labels, train=train,
                    eval=eval, out_dir=Path(out_dir), device=resolved_device,
-                   max_len=min(cfg.max_len, model_cfg.max_len))
+                   max_len=min(cfg.max_len, model_cfg.max_len), choices=choices)
 
 
 def finetune(
@@ -293,18 +304,19 @@ def finetune(
     resume: bool = False,
     on_step: Callable[[StepInfo], None] | None = None,
     on_eval: Callable[[EvalInfo], None] | None = None,
-    on_start: Callable[[int, str], None] | None = None,
+    on_start: Callable[[int, str, Choices], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     progress_bar: bool = False,
 ) -> TrainResult:
     """Fine-tunes `base` (a named base model or a HF BERT directory) on `train`; see the module doc.
-    `labels` fixes the class-id order (default: sorted training labels)."""
+    `labels` fixes the class-id order (default: sorted training labels). `on_start` gets the planned steps,
+    the device and what the "auto" hyperparameters became."""
     trainer = build_trainer(train, eval, base, out_dir, cfg, labels, device)
     newest = checkpoints_newest_first(trainer.checkpoint_dir) if resume else []
     if newest:
         trainer.load_checkpoint(newest[0])
     if on_start is not None:
-        on_start(trainer.total_steps, trainer.device.type)
+        on_start(trainer.total_steps, trainer.device.type, trainer.choices)
     trainer.run(on_step, on_eval, should_stop, progress_bar)
     if eval is None:
         trainer.save_final_model()
@@ -317,4 +329,5 @@ def finetune(
         device=trainer.device.type,
         steps=state.step,
         epoch=trainer.epoch,
+        choices=trainer.choices,
     )
