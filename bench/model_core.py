@@ -41,6 +41,7 @@ BASE = "minilm-l6"
 BATCH = 32
 MAX_LEN = 128
 WARMUP_STEPS = 2  # untimed steps before each implementation's first timing
+POOLING = "cls"  # as the other side, transformers' BertForSequenceClassification (and the README's figures)
 
 
 @dataclass
@@ -144,7 +145,8 @@ def training_rows(sizes: Sizes, base_dir: Path, work: Path) -> list[dict]:
     table = read_table(DATA / "sst2" / "train.tsv")
     n_batches = WARMUP_STEPS + sizes.steps * sizes.repeats
     examples = random.Random(0).sample(table.examples, BATCH * 60 * max(1, n_batches // 50 + 1))
-    cfg = TrainConfig(batch_size=BATCH, max_len=MAX_LEN, warmup_ratio=0.0, seed=1, total_steps=10_000)
+    cfg = TrainConfig(batch_size=BATCH, max_len=MAX_LEN, warmup_ratio=0.0, seed=1, total_steps=10_000,
+                      pooling=POOLING)
     ours = build_trainer(examples, None, BASE, work / "throughput", cfg, device="cpu")
     own_loop = build_trainer(examples, None, BASE, work / "own-loop", cfg, device="cpu")
     theirs = TransformersTrainer(base_dir, examples, ours.labels, cfg, total_steps=10_000)
@@ -218,11 +220,12 @@ def run_own_loop(trainer: Trainer, steps: int) -> None:
 def inference_rows(sizes: Sizes, work: Path, base_dir: Path) -> list[dict]:
     dev = read_table(DATA / "sst2" / "dev.tsv").examples
     texts = [e.text for e in dev]
-    trainer = build_trainer(dev, None, BASE, work / "inference", TrainConfig(max_len=MAX_LEN), device="cpu")
+    cfg = TrainConfig(max_len=MAX_LEN, pooling=POOLING)
+    trainer = build_trainer(dev, None, BASE, work / "inference", cfg, device="cpu")
     model_dir = save_model(work / "inference" / "model", trainer.model, trainer.tokenizer, trainer.model_cfg,
                            trainer.labels, max_len=MAX_LEN)
     predictor = Predictor.load(model_dir)
-    theirs = TransformersTrainer(model_dir, dev, trainer.labels, TrainConfig(max_len=MAX_LEN), total_steps=1)
+    theirs = TransformersTrainer(model_dir, dev, trainer.labels, cfg, total_steps=1)
     theirs.model.eval()
     batches = [texts[i : i + BATCH] for i in range(0, BATCH * sizes.inference_batches, BATCH)]
 
@@ -262,7 +265,8 @@ def sst2_accuracy_rows(work: Path, base_dir: Path) -> list[dict]:
     """1 epoch on a seeded 8,000-row subset, batch 32, lr 5e-5, warmup 0.1, max_len 64; dev accuracy."""
     train = random.Random(0).sample(read_table(DATA / "sst2" / "train.tsv").examples, 8000)
     dev = read_table(DATA / "sst2" / "dev.tsv").examples
-    cfg = TrainConfig(epochs=1, batch_size=32, learning_rate=5e-5, warmup_ratio=0.1, max_len=64, seed=42)
+    cfg = TrainConfig(epochs=1, batch_size=32, learning_rate=5e-5, warmup_ratio=0.1, max_len=64, seed=42,
+                      pooling=POOLING)
     ours, ours_seconds = timed_finetune("SST-2 accuracy", train, dev, work / "sst2-accuracy", cfg, device="cpu")
 
     trainer = build_trainer(train, None, BASE, work / "unused", cfg, device="cpu")  # the same batches
@@ -289,7 +293,8 @@ def banking77_rows(work: Path) -> list[dict]:
     """Full-train run (hyperparameters fixed in advance, no test-set selection), then test accuracy."""
     train = read_table(DATA / "banking77" / "train.csv").examples
     test = read_table(DATA / "banking77" / "test.csv").examples
-    cfg = TrainConfig(epochs=5, batch_size=32, learning_rate=1e-4, warmup_ratio=0.1, max_len=64, seed=42)
+    cfg = TrainConfig(epochs=5, batch_size=32, learning_rate=1e-4, warmup_ratio=0.1, max_len=64, seed=42,
+                      pooling=POOLING)
     result, seconds = timed_finetune("Banking77 full-train", train, None, work / "banking77", cfg, device="auto")
     loaded = load_model(result.model_dir)
     metrics = evaluate(loaded.model, loaded.tokenizer, test, loaded.labels, loaded.max_len)

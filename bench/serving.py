@@ -178,7 +178,9 @@ def naive_app():
     from fastapi import FastAPI
     from transformers import pipeline
 
-    classify = pipeline("text-classification", model=os.environ["NAIVE_MODEL_DIR"], device="cpu")
+    # trust_remote_code: a mean-pooled model's class is in its directory (README, "Pooling")
+    classify = pipeline("text-classification", model=os.environ["NAIVE_MODEL_DIR"], device="cpu",
+                        trust_remote_code=True)
     app = FastAPI()
 
     @app.post("/predict")

@@ -4,6 +4,7 @@
 "auto" what it chose and why. It reads only the training examples, the tokenizer and the base model's size,
 so the same run resolves identically when it resumes. The rules (README "How auto chooses" lists them too):
 
+- pooling: the base model's own (model_core.base_models.resolve_pooling).
 - max_len: the 99th percentile of the tokenized training lengths, rounded up to a multiple of 8, at most the
   base model's positions (and 512): longer texts are rare enough to truncate, shorter padding is free.
 - batch_size: SMALL_BATCH below LARGE_DATA_ROWS training rows (more, noisier steps help small sets), else
@@ -25,7 +26,7 @@ from collections.abc import Sequence
 
 import torch
 
-from model_core.config import AUTO, TrainConfig
+from model_core.config import AUTO, Pooling, TrainConfig
 from model_core.data import Example
 from model_core.tokenization import Tokenizer
 
@@ -45,8 +46,9 @@ Choices = dict[str, dict]  # field -> {"value": what "auto" became, "reason": on
 
 
 def resolve(cfg: TrainConfig, train: Sequence[Example], tokenizer: Tokenizer, model_max_positions: int,
-            n_labels: int, has_eval: bool) -> tuple[TrainConfig, Choices]:
-    """`cfg` with every "auto" field replaced by its rule's value (module doc), and the choices made."""
+            n_labels: int, has_eval: bool, pooling: tuple[Pooling, str]) -> tuple[TrainConfig, Choices]:
+    """`cfg` with every "auto" field replaced by its rule's value (module doc), and the choices made. `pooling`:
+    the base model's resolve_pooling answer (value, reason), the choice for "auto" pooling."""
     choices: Choices = {}
     values = cfg.model_dump()
 
@@ -55,6 +57,7 @@ def resolve(cfg: TrainConfig, train: Sequence[Example], tokenizer: Tokenizer, mo
             values[name] = value
             choices[name] = {"value": value, "reason": reason}
 
+    choose("pooling", *pooling)
     rows = len(train)
     if values["max_len"] == AUTO:
         choose("max_len", *_max_len(train, tokenizer, min(model_max_positions, LONGEST_MAX_LEN)))

@@ -3,6 +3,9 @@
 Our parameter names (model_core.model) map to Hugging Face names by `hf_names`; the fused
 attention.qkv is HF's query, key and value stacked along the output dimension. Loading asserts
 that every expected tensor is present with the right shape and names the one that is not.
+config.json's "pooling" records the classifier's pooling (absent: cls). A cls model is a plain
+BertForSequenceClassification directory; a mean model carries modeling_bert_mean_pooling.py, the
+transformers class its config.json names (see save_model).
 """
 from __future__ import annotations
 
@@ -13,18 +16,29 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from model_core.config import ConfigError, ModelConfig
+from model_core.config import MEAN_POOLING_MODEL_TYPE, ConfigError, ModelConfig, Pooling
 from model_core.model import Classifier
 from model_core.tokenization import Tokenizer, VocabError
 
 ENCODER_PREFIX = "bert."  # HF's BertForSequenceClassification keeps the encoder under "bert."
 IGNORED_SUFFIXES = ("embeddings.position_ids", "embeddings.token_type_ids")  # buffers, not weights
 HEAD_PREFIXES = ("classifier.", "cls.")  # task heads a base checkpoint may carry; a new head is trained
+POOLER_PREFIX = "pooler."  # a base checkpoint's [CLS] pooler, unused by a mean-pooling classifier
+# transformers' code of a mean-pooled model, copied into its directory; config.json's auto_map names its classes
+MEAN_POOLING_CODE = Path(__file__).with_name("modeling_bert_mean_pooling.py")
+MEAN_POOLING_HF_CONFIG = {
+    "architectures": ["BertMeanPoolingForSequenceClassification"],
+    "auto_map": {"AutoConfig": "modeling_bert_mean_pooling.BertMeanPoolingConfig",
+                 "AutoModelForSequenceClassification":
+                     "modeling_bert_mean_pooling.BertMeanPoolingForSequenceClassification"},
+    "model_type": MEAN_POOLING_MODEL_TYPE,
+}
 
 
 class CheckpointError(ValueError):
@@ -46,7 +60,9 @@ def hf_names(model: Classifier) -> dict[str, list[str]]:
     names = {"embed.tok_embed.weight": ["embeddings.word_embeddings.weight"],
              "embed.pos_embed.weight": ["embeddings.position_embeddings.weight"],
              "embed.seg_embed.weight": ["embeddings.token_type_embeddings.weight"]}
-    modules = {"embed.norm": "embeddings.LayerNorm", "pooler": "pooler.dense"}
+    modules = {"embed.norm": "embeddings.LayerNorm"}
+    if model.pooler is not None:
+        modules["pooler"] = "pooler.dense"
     for i in range(len(model.blocks)):
         ours, hf = f"blocks.{i}.", f"encoder.layer.{i}."
         modules |= {ours + "attn.proj": hf + "attention.output.dense",
@@ -98,13 +114,14 @@ def load_state(model: Classifier, state: dict[str, torch.Tensor], where: str, *,
     to_load = list(mapping)
     if not with_head:
         to_load = [ours for ours in to_load if not ours.startswith("head.")]
-        if not any(key.startswith("pooler.") for key in state):  # keep the fresh pooler
+        if not any(key.startswith(POOLER_PREFIX) for key in state):  # keep the fresh pooler
             to_load = [ours for ours in to_load if not ours.startswith("pooler.")]
     missing = [hf for ours in to_load for hf in mapping[ours] if hf not in state]
     if missing:
         raise CheckpointError(f"{where}: missing tensor(s) {_first_few(missing)}")
     known = {hf for hf_list in mapping.values() for hf in hf_list}
-    unexpected = sorted(k for k in state if k not in known and not k.startswith(HEAD_PREFIXES))
+    ignored = HEAD_PREFIXES + ((POOLER_PREFIX,) if model.pooler is None else ())
+    unexpected = sorted(k for k in state if k not in known and not k.startswith(ignored))
     if unexpected:
         raise CheckpointError(f"{where}: unexpected tensor(s) {_first_few(unexpected)} "
                               "(not a BERT checkpoint of this layout?)")
@@ -126,16 +143,18 @@ def _first_few(names: list[str], n: int = 5) -> str:
 
 
 def load_pretrained_encoder(model: Classifier, model_dir: str | Path) -> None:
-    """Load a HF BERT checkpoint's encoder (and pooler when present) into the model; the
-    classification head stays as initialised."""
+    """Load a HF BERT checkpoint's encoder (and pooler when present and the model pools [CLS]) into the
+    model; the classification head stays as initialised."""
     load_state(model, read_state_dict(model_dir), str(model_dir), with_head=False)
 
 
 def save_model(out_dir: str | Path, model: Classifier, tokenizer: Tokenizer, cfg: ModelConfig,
                labels: list[str], max_len: int | None = None) -> Path:
-    """Write a directory that transformers' BertForSequenceClassification and BertTokenizerFast
-    load unchanged. max_len (the fine-tune max_len) becomes the tokenizer's model_max_length.
-    Written to a temporary sibling and renamed into place, so out_dir is never half-written."""
+    """Write a directory that transformers loads unchanged: BertTokenizerFast, and for a cls model
+    BertForSequenceClassification; a mean model's config.json names the class of modeling_bert_mean_pooling.py,
+    copied beside it, which AutoModelForSequenceClassification loads with trust_remote_code=True. max_len (the
+    fine-tune max_len) becomes the tokenizer's model_max_length. Written to a temporary sibling and renamed into
+    place, so out_dir is never half-written."""
     out_dir = Path(out_dir)
     if len(labels) != model.n_labels or len(set(labels)) != len(labels):
         raise ValueError(f"labels must be {model.n_labels} distinct names, got {labels!r}")
@@ -150,7 +169,9 @@ def save_model(out_dir: str | Path, model: Classifier, tokenizer: Tokenizer, cfg
               "id2label": {str(i): label for i, label in enumerate(labels)},
               "label2id": {label: i for i, label in enumerate(labels)},
               "problem_type": "single_label_classification", "classifier_dropout": None,
-              "torch_dtype": "float32"}
+              "torch_dtype": "float32", "pooling": model.pooling}
+    if model.pooling == "mean":
+        config |= MEAN_POOLING_HF_CONFIG
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
@@ -158,6 +179,8 @@ def save_model(out_dir: str | Path, model: Classifier, tokenizer: Tokenizer, cfg
         save_file(tensors, tmp / "model.safetensors", metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         tokenizer.save(tmp, max_len=max_len)
+        if model.pooling == "mean":
+            shutil.copyfile(MEAN_POOLING_CODE, tmp / MEAN_POOLING_CODE.name)
         os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
         if out_dir.exists():
             old = out_dir.with_name(tmp.name + ".old")
@@ -183,10 +206,11 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> Loa
     except (ConfigError, VocabError) as e:
         raise CheckpointError(f"{model_dir}: {e}") from e
     labels = read_labels(hf_config, str(model_dir))
+    pooling = read_pooling(hf_config, str(model_dir))
     if len(tokenizer.vocab) > cfg.vocab_size:
         raise CheckpointError(f"{model_dir}: vocab.txt has {len(tokenizer.vocab)} tokens but the model "
                               f"only {cfg.vocab_size} embeddings")
-    model = Classifier(cfg, len(labels))
+    model = Classifier(cfg, len(labels), pooling)
     load_state(model, read_state_dict(model_dir), str(model_dir), with_head=True)
     model.to(device).eval()
     max_len = tokenizer.model_max_length
@@ -207,3 +231,13 @@ def read_labels(hf_config: dict, where: str) -> list[str]:
     if sorted(by_id) != list(range(len(by_id))):
         raise CheckpointError(f"{where}: config.json id2label ids must be 0..{len(by_id) - 1}")
     return [by_id[i] for i in range(len(by_id))]
+
+
+def read_pooling(hf_config: dict, where: str) -> Pooling:
+    """config.json's "pooling"; a directory without one (saved before pooling was a choice, or by transformers)
+    pools [CLS]."""
+    pooling = hf_config.get("pooling", "cls")
+    if pooling not in get_args(Pooling):
+        raise CheckpointError(f"{where}: config.json pooling must be one of {', '.join(get_args(Pooling))}, "
+                              f"got {pooling!r}")
+    return pooling

@@ -125,8 +125,8 @@ def run_train(args: argparse.Namespace) -> dict:
     evaluation = read_args_table(args, args.eval).examples if args.eval is not None else None
     result = finetune(train.examples, evaluation, args.base, args.out, cfg, device=args.device,
                       resume=args.resume, progress_bar=True)
-    summary = {"model_dir": str(result.model_dir), "device": result.device, "steps": result.steps,
-               "train_loss": result.train_loss}
+    summary = {"model_dir": str(result.model_dir), "device": result.device, "pooling": result.pooling,
+               "steps": result.steps, "train_loss": result.train_loss}
     if result.eval is not None:
         summary |= {key: getattr(result.eval, key) for key in ("loss", "accuracy", "macro_f1", "per_class")}
         summary["best_step"] = result.eval.step

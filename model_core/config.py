@@ -17,6 +17,10 @@ from pydantic_core import PydanticCustomError
 
 Device = Literal["auto", "cpu", "cuda"]  # auto: cuda when present
 QuantizeMode = Literal["int8"]  # dynamic int8 quantization of the Linear layers at inference (CPU)
+Pooling = Literal["cls", "mean"]  # how a classifier turns an input's token states into one vector
+PoolingSetting = Literal["auto", "cls", "mean"]  # the hyperparameter: auto = the base model's own pooling, else cls
+# config.json's model_type of a mean-pooled classifier saved by model_core.checkpoint (transformers' BERT otherwise)
+MEAN_POOLING_MODEL_TYPE = "bert_mean_pooling"
 AUTO = "auto"  # a hyperparameter chosen from the training data by model_core.auto
 ClassWeighting = Literal["auto", "none", "balanced"]
 
@@ -41,12 +45,17 @@ class ConfigError(ValueError):
     """A config that cannot be read, is missing fields or describes an impossible model."""
 
 
-def read_json_object(path: str | Path, what: str) -> dict:
-    """The JSON object in the file; ConfigError naming `what` and the file when it cannot be read or is no object."""
+def read_json(path: str | Path, what: str) -> object:
+    """The JSON value in the file; ConfigError naming `what` and the file when it cannot be read."""
     try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ConfigError(f"cannot read {what} {path}: {e}") from e
+
+
+def read_json_object(path: str | Path, what: str) -> dict:
+    """The JSON object in the file; ConfigError naming `what` and the file when it cannot be read or is no object."""
+    raw = read_json(path, what)
     if not isinstance(raw, dict):
         raise ConfigError(f"{what} {path}: expected a JSON object")
     return raw
@@ -85,7 +94,7 @@ class ModelConfig:
     def from_dict(cls, raw: dict) -> ModelConfig:
         """Build from the seed's shape or a Hugging Face config.json dict (detected by its keys)."""
         if "hidden_size" in raw:  # Hugging Face
-            if raw.get("model_type", "bert") != "bert":
+            if raw.get("model_type", "bert") not in ("bert", MEAN_POOLING_MODEL_TYPE):
                 raise ConfigError(f"model config: model_type {raw['model_type']!r} is not supported (bert only)")
             if raw.get("hidden_act", "gelu") != "gelu":
                 raise ConfigError(f"model config: hidden_act {raw['hidden_act']!r} is not supported (gelu only)")
@@ -173,6 +182,10 @@ class TrainConfig(BaseModel):
     early_stopping_patience: auto_or(Annotated[int, Field(ge=1)] | None, "'auto', null or an integer >= 1") = Field(
         AUTO, description="Stop after this many evaluations in a row without a better macro-F1, >= 1. null: never "
         'stop early. "auto": early stopping when epochs is "auto" and there is a held-out set.')
+    pooling: PoolingSetting = Field("auto", description="What the classifier reads: cls = the [CLS] token through "
+                                    "BERT's tanh pooler; mean = the mean of the last layer over the real tokens; "
+                                    "auto = the base model's own pooling where it declares one (a "
+                                    "sentence-transformers Pooling module, or a model trained here), else cls.")
     class_weighting: ClassWeighting = Field(
         AUTO, description='Cross-entropy class weights: "none"; "balanced" (inverse class frequency, mean weight '
         '1); "auto": balanced when the largest class has over 3x the rows of the smallest.')

@@ -10,13 +10,14 @@ Shapes: B batch, T tokens, N real tokens, D dim, nh heads, hs head size (D // nh
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import get_args
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model_core.config import ModelConfig
+from model_core.config import ModelConfig, Pooling
 
 # Attention pads each group of similar-length rows only to that group's longest row; another group costs
 # about as much as this many padded token slots (one more small attention call per layer).
@@ -70,6 +71,7 @@ class Packing:
     """Where the real tokens of a right-padded (B, T) batch are, its rows sorted by length (shortest first)."""
 
     index: torch.Tensor  # (N,) positions of the real tokens in the flattened (B * T) batch
+    lengths: torch.Tensor  # (B,) real tokens of each row: row b's are the next lengths[b] packed rows
     cls_rows: torch.Tensor  # (B,) rows of the [CLS] tokens in the packed (N, ...) layout
     chunks: list[Chunk]
 
@@ -84,7 +86,7 @@ class Packing:
             first_token, last_token = int(offsets[start]), int(offsets[end - 1] + lengths[end - 1])
             chunks.append(Chunk(tokens=slice(first_token, last_token), index=mask.flatten().nonzero().squeeze(1),
                                 attn_mask=mask[:, None, None, :], b=mask.size(0), t=mask.size(1)))
-        return cls(index=input_mask.flatten().nonzero().squeeze(1), cls_rows=offsets, chunks=chunks)
+        return cls(index=input_mask.flatten().nonzero().squeeze(1), lengths=lengths, cls_rows=offsets, chunks=chunks)
 
     def pack(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, ...) -> (N, ...): the real tokens only."""
@@ -159,17 +161,25 @@ class Block(nn.Module):
 
 
 class Classifier(nn.Module):
-    """BERT encoder, [CLS] pooler (Linear + tanh), dropout, linear classification head."""
+    """BERT encoder, pooling, dropout, linear classification head.
 
-    def __init__(self, cfg: ModelConfig, n_labels: int):
+    pooling "cls": the last layer's [CLS] state through BERT's pooler (Linear + tanh); "mean": the mean of the last
+    layer's states over each input's real tokens, with no pooler."""
+
+    def __init__(self, cfg: ModelConfig, n_labels: int, pooling: Pooling = "cls"):
         super().__init__()
         if n_labels < 1:
             raise ValueError(f"n_labels must be >= 1, got {n_labels}")
+        if pooling not in get_args(Pooling):
+            raise ValueError(f"pooling must be one of {get_args(Pooling)}, got {pooling!r}")
         self.cfg = cfg
         self.n_labels = n_labels
+        self.pooling = pooling
         self.embed = Embeddings(cfg)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
-        self.pooler = nn.Linear(cfg.dim, cfg.dim)
+        # BERT's pooler was pretrained on [CLS] alone (next-sentence prediction), not on a mean; a sentence-transformers
+        # encoder was trained with the mean itself as the sentence vector, so the head reads the mean directly
+        self.pooler = nn.Linear(cfg.dim, cfg.dim) if pooling == "cls" else None
         self.drop = nn.Dropout(cfg.p_drop_hidden)
         self.head = nn.Linear(cfg.dim, n_labels)
         self.apply(init_weights)
@@ -183,11 +193,15 @@ class Classifier(nn.Module):
         input_ids, segment_ids, input_mask = input_ids[order], segment_ids[order], input_mask[order]
         packing = Packing.of(input_mask)
         x = self.embed(packing.pack(input_ids), packing.pack(segment_ids), packing.index % T)  # (N, D)
-        last = len(self.blocks) - 1
+        last, cls_pooling = len(self.blocks) - 1, self.pooling == "cls"
         for i, block in enumerate(self.blocks):
-            # only [CLS] is read from the last block: skip its other positions (exact; ~12% fewer FLOPs)
-            x = block(x, packing, cls_only=i == last)  # (N, D); (B, D) after the last block
-        pooled = torch.tanh(self.pooler(x))  # (B, D)
+            # cls pooling reads only [CLS] from the last block: skip its other positions (exact; ~12% fewer FLOPs);
+            # mean pooling reads them all
+            x = block(x, packing, cls_only=cls_pooling and i == last)  # (N, D); (B, D) after the last if cls_only
+        if cls_pooling:
+            pooled = torch.tanh(self.pooler(x))  # (B, D)
+        else:  # row b's real tokens are the next lengths[b] packed rows: one segment reduction, no padding
+            pooled = torch.segment_reduce(x, "mean", lengths=packing.lengths)  # (N, D) -> (B, D)
         logits = self.head(self.drop(pooled))  # (B, L), rows sorted by length
         return logits.index_copy(0, order, logits)  # (B, L) in input order
 

@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from model_core.auto import Choices, class_weights, resolve
-from model_core.base_models import resolve_base_model
+from model_core.base_models import resolve_base_model, resolve_pooling
 from model_core.checkpoint import CheckpointError, load_pretrained_encoder, save_model
-from model_core.config import Device, ModelConfig, TrainConfig, with_our_names
+from model_core.config import Device, ModelConfig, Pooling, TrainConfig, with_our_names
 from model_core.data import DataError, Example, length_grouped_batches
 from model_core.evaluate import evaluate, label_ids
 from model_core.model import Classifier
@@ -66,6 +66,8 @@ class TrainResult:
     train_loss: float  # mean loss over the last epoch's steps
     eval: EvalInfo | None  # the evaluation of the saved model (best macro-F1)
     device: str
+    pooling: Pooling  # the classifier's pooling: cfg.pooling, or what "auto" resolved it to
+    pooling_reason: str  # why, in one line
     steps: int = 0  # steps taken: total_steps unless early stopping ended the run sooner
     epoch: float = 0.0  # fractional epochs taken
     choices: Choices = field(default_factory=dict)  # what each "auto" hyperparameter became, and why
@@ -118,6 +120,7 @@ class Trainer:
     out_dir: Path
     device: torch.device
     max_len: int
+    pooling_reason: str  # why the model pools as it does (model.pooling), in one line
     choices: Choices = field(default_factory=dict)
     state: LoopState = field(default_factory=LoopState)
 
@@ -220,7 +223,7 @@ class Trainer:
     def run_signature(self) -> dict:
         """What a checkpoint must agree on to be resumed by this run."""
         return {"n_train": len(self.train), "labels": self.labels, "total_steps": self.total_steps,
-                "config": self.cfg.model_dump()}
+                "config": self.cfg.model_dump(), "pooling": self.model.pooling}
 
     def save_checkpoint(self) -> Path:
         """Writes checkpoints/step-<n>/ through a temporary directory and a rename; keeps the newest 2."""
@@ -282,14 +285,17 @@ def build_trainer(train: Sequence[Example], eval: Sequence[Example] | None, base
     base_dir = resolve_base_model(base)
     tokenizer = Tokenizer.from_dir(base_dir)
     model_cfg = ModelConfig.from_json(base_dir / "config.json")
-    cfg, choices = resolve(cfg, train, tokenizer, model_cfg.max_len, len(labels), has_eval=eval is not None)
+    pooling, pooling_reason = resolve_pooling(cfg.pooling, base_dir)
+    cfg, choices = resolve(cfg, train, tokenizer, model_cfg.max_len, len(labels), has_eval=eval is not None,
+                           pooling=(pooling, pooling_reason))
     torch.manual_seed(cfg.seed)
-    model = Classifier(model_cfg, len(labels))
+    model = Classifier(model_cfg, len(labels), pooling)
     load_pretrained_encoder(model, base_dir)
     model.to(resolved_device).train()
     return Trainer(model=model, tokenizer=tokenizer, model_cfg=model_cfg, cfg=cfg, labels=labels, train=train,
                    eval=eval, out_dir=Path(out_dir), device=resolved_device,
-                   max_len=min(cfg.max_len, model_cfg.max_len), choices=choices)
+                   max_len=min(cfg.max_len, model_cfg.max_len), pooling_reason=pooling_reason,
+                   choices=choices)
 
 
 def finetune(
@@ -327,6 +333,8 @@ def finetune(
         train_loss=state.epoch_loss_sum / max(1, state.epoch_loss_steps),
         eval=None if state.best_eval is None else EvalInfo(**state.best_eval),
         device=trainer.device.type,
+        pooling=trainer.model.pooling,
+        pooling_reason=trainer.pooling_reason,
         steps=state.step,
         epoch=trainer.epoch,
         choices=trainer.choices,

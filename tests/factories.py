@@ -19,7 +19,7 @@ from app.main import create_app
 from app.settings import Settings
 from model_core.base_models import resolve_base_model
 from model_core.checkpoint import load_pretrained_encoder, save_model
-from model_core.config import ModelConfig
+from model_core.config import ModelConfig, Pooling
 from model_core.data import Example
 from model_core.model import Classifier
 from model_core.tokenization import Tokenizer
@@ -71,12 +71,13 @@ def write_tsv(path: Path, examples: list[Example]) -> Path:
     return path
 
 
-def minilm_with_random_head(n_labels: int, seed: int, head_std: float, bias_std: float = 0.0) -> Classifier:
-    """MiniLM's encoder and pooler under a head seeded by `seed`, its weights (and, given bias_std, its biases)
-    drawn large enough that probabilities differ between inputs; in eval mode."""
+def minilm_with_random_head(n_labels: int, seed: int, head_std: float, bias_std: float = 0.0,
+                            pooling: Pooling = "cls") -> Classifier:
+    """MiniLM's encoder (and pooler, pooling cls) under a head seeded by `seed`, its weights (and, given bias_std, its
+    biases) drawn large enough that probabilities differ between inputs; in eval mode."""
     base = resolve_base_model("minilm-l6")
     torch.manual_seed(seed)
-    model = Classifier(ModelConfig.from_json(base / "config.json"), n_labels)
+    model = Classifier(ModelConfig.from_json(base / "config.json"), n_labels, pooling)
     load_pretrained_encoder(model, base)
     with torch.no_grad():
         model.head.weight.normal_(0.0, head_std)

@@ -44,9 +44,21 @@ def minilm_classifier() -> Classifier:
 
 
 @pytest.fixture(scope="session")
+def minilm_mean_classifier() -> Classifier:
+    """MiniLM's encoder with a seeded random head, pooling mean (no pooler)."""
+    return minilm_with_random_head(len(LABELS), seed=0, head_std=0.5, bias_std=0.5, pooling="mean")
+
+
+@pytest.fixture(scope="session")
 def saved_classifier_dir(tmp_path_factory, minilm_classifier) -> Path:
     out = tmp_path_factory.mktemp("minilm-classifier") / "model"
     return save_minilm_classifier(out, minilm_classifier, LABELS, FINETUNE_MAX_LEN)
+
+
+@pytest.fixture(scope="session")
+def saved_mean_classifier_dir(tmp_path_factory, minilm_mean_classifier) -> Path:
+    out = tmp_path_factory.mktemp("minilm-mean-classifier") / "model"
+    return save_minilm_classifier(out, minilm_mean_classifier, LABELS, FINETUNE_MAX_LEN)
 
 
 @pytest.fixture(scope="session")

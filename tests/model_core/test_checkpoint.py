@@ -5,7 +5,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from model_core.checkpoint import CheckpointError, load_model, load_pretrained_encoder, save_model
+from model_core.checkpoint import MEAN_POOLING_CODE, CheckpointError, load_model, load_pretrained_encoder, save_model
 from model_core.config import ModelConfig
 from model_core.model import Classifier
 from model_core.tokenization import Tokenizer
@@ -19,11 +19,17 @@ def logits_of(model, tokenizer, max_len=FINETUNE_MAX_LEN):
         return model(batch.input_ids, batch.segment_ids, batch.input_mask)
 
 
-def test_save_then_load_gives_identical_logits(saved_classifier_dir, minilm_classifier, minilm_tokenizer):
-    loaded = load_model(saved_classifier_dir)
+SAVED = {"cls": ("minilm_classifier", "saved_classifier_dir"), "mean": ("minilm_mean_classifier",
+                                                                     "saved_mean_classifier_dir")}
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_save_then_load_gives_identical_logits(request, pooling, minilm_tokenizer):
+    model, model_dir = (request.getfixturevalue(name) for name in SAVED[pooling])
+    loaded = load_model(model_dir)
     assert loaded.labels == LABELS and loaded.max_len == FINETUNE_MAX_LEN
-    assert not loaded.model.training
-    assert torch.equal(logits_of(loaded.model, loaded.tokenizer), logits_of(minilm_classifier, minilm_tokenizer))
+    assert not loaded.model.training and loaded.model.pooling == pooling
+    assert torch.equal(logits_of(loaded.model, loaded.tokenizer), logits_of(model, minilm_tokenizer))
 
 
 def test_saved_dir_is_what_transformers_expects(saved_classifier_dir, hf_tokenizer):
@@ -32,11 +38,46 @@ def test_saved_dir_is_what_transformers_expects(saved_classifier_dir, hf_tokeniz
     assert config["id2label"] == {"0": "negative", "1": "neutral", "2": "positive"}
     assert config["label2id"] == {"negative": 0, "neutral": 1, "positive": 2}
     assert config["max_position_embeddings"] == 512 and config["hidden_size"] == 384
+    assert config["pooling"] == "cls" and "auto_map" not in config
     names = set(load_file(saved_classifier_dir / "model.safetensors"))
     assert {"bert.encoder.layer.5.attention.self.query.weight", "bert.pooler.dense.weight",
             "classifier.weight", "classifier.bias"} <= names
+    assert not (saved_classifier_dir / MEAN_POOLING_CODE.name).exists()
     assert hf_tokenizer.model_max_length == FINETUNE_MAX_LEN and hf_tokenizer.do_lower_case
     assert sorted(p.name for p in saved_classifier_dir.parent.iterdir()) == ["model"]  # no temporary leftovers
+
+
+def test_a_mean_model_dir_names_its_transformers_class_and_carries_its_code(saved_mean_classifier_dir):
+    config = json.loads((saved_mean_classifier_dir / "config.json").read_text())
+    assert config["pooling"] == "mean" and config["model_type"] == "bert_mean_pooling"
+    assert config["architectures"] == ["BertMeanPoolingForSequenceClassification"]
+    assert config["auto_map"]["AutoModelForSequenceClassification"] == (
+        "modeling_bert_mean_pooling.BertMeanPoolingForSequenceClassification")
+    code = saved_mean_classifier_dir / "modeling_bert_mean_pooling.py"
+    assert code.read_bytes() == MEAN_POOLING_CODE.read_bytes()
+    names = set(load_file(saved_mean_classifier_dir / "model.safetensors"))
+    assert "classifier.weight" in names and not any(".pooler." in name for name in names)
+
+
+def test_a_dir_without_pooling_loads_as_cls_and_an_unknown_pooling_is_refused(saved_classifier_dir, tmp_path):
+    old = shutil.copytree(saved_classifier_dir, tmp_path / "old")
+    config = json.loads((old / "config.json").read_text())
+    del config["pooling"]  # as saved before pooling was a choice
+    (old / "config.json").write_text(json.dumps(config))
+    loaded, reference = load_model(old), load_model(saved_classifier_dir)
+    assert loaded.model.pooling == "cls"
+    assert torch.equal(logits_of(loaded.model, loaded.tokenizer), logits_of(reference.model, reference.tokenizer))
+    (old / "config.json").write_text(json.dumps(config | {"pooling": "max"}))
+    with pytest.raises(CheckpointError, match="pooling must be one of cls, mean, got 'max'"):
+        load_model(old)
+
+
+def test_a_mean_model_takes_a_base_checkpoints_encoder_and_leaves_its_pooler(minilm_dir, minilm_cfg):
+    model = Classifier(minilm_cfg, 2, "mean")
+    load_pretrained_encoder(model, minilm_dir)  # the checkpoint's pooler.dense.* is not unexpected
+    encoder = load_file(minilm_dir / "model.safetensors")
+    assert torch.equal(model.blocks[0].ff_in.weight, encoder["encoder.layer.0.intermediate.dense.weight"])
+    assert model.pooler is None
 
 
 def test_transformers_gives_identical_probabilities(saved_classifier_dir, hf_logits):

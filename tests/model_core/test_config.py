@@ -54,7 +54,8 @@ def test_train_config_defaults():
     assert (cfg.seed, cfg.warmup_ratio, cfg.weight_decay) == (42, 0.1, 0.01)
     assert cfg.save_steps is None and cfg.total_steps is None and cfg.grad_clip == 1.0
     assert cfg.auto_fields() == ["epochs", "batch_size", "learning_rate", "max_len", "eval_steps",
-                                 "early_stopping_patience", "class_weighting"]
+                                 "early_stopping_patience", "pooling",
+                                 "class_weighting"]
 
 
 def test_given_values_are_kept_as_given():
@@ -84,7 +85,7 @@ def test_a_misspelled_auto_is_one_error_naming_the_field_and_what_it_allows(fiel
 @pytest.mark.parametrize("field, value", [
     ("learning_rate", 0), ("batch_size", 0), ("epochs", 0), ("warmup_ratio", 1.0), ("warmup_ratio", -0.1),
     ("max_len", 513),
-    ("weight_decay", -1), ("save_steps", 0), ("grad_clip", 0), ("early_stopping_patience", 0),
+    ("weight_decay", -1), ("save_steps", 0), ("grad_clip", 0), ("early_stopping_patience", 0), ("pooling", "max"),
 ])
 def test_out_of_range_train_values_name_the_field(field, value):
     with pytest.raises(ValidationError) as caught:

@@ -1,6 +1,10 @@
+import copy
 import itertools
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -32,13 +36,14 @@ def test_logits_equal_transformers_in_a_large_padded_batch(minilm_classifier, mi
     assert torch.allclose(logits, expected, atol=1e-4)
 
 
-def tiny_classifier(n_labels=4) -> Classifier:
+def tiny_classifier(n_labels=4, pooling="cls") -> Classifier:
     torch.manual_seed(1)
-    return Classifier(tiny_model_config(vocab_size=50, max_len=16), n_labels)
+    return Classifier(tiny_model_config(vocab_size=50, max_len=16), n_labels, pooling)
 
 
-def test_padding_does_not_change_the_logits_of_an_input():
-    model = tiny_classifier().eval()
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_padding_does_not_change_the_logits_of_an_input(pooling):
+    model = tiny_classifier(pooling=pooling).eval()
     ids = torch.tensor([[2, 7, 9, 3, 0, 0, 0], [2, 5, 6, 8, 4, 1, 3]])
     mask = (ids != 0).long()
     segments = torch.zeros_like(ids)
@@ -48,8 +53,9 @@ def test_padding_does_not_change_the_logits_of_an_input():
     assert torch.allclose(padded, alone, atol=1e-6)
 
 
-def test_dropout_is_active_in_training_only():
-    model = tiny_classifier()
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_dropout_is_active_in_training_only(pooling):
+    model = tiny_classifier(pooling=pooling)
     ids = torch.randint(1, 50, (3, 10))
     segments, mask = torch.zeros_like(ids), torch.ones_like(ids)
     model.train()
@@ -72,23 +78,84 @@ def test_gradients_equal_transformers(minilm_classifier, minilm_tokenizer, hf_cl
     labels = torch.tensor([0, 1, 2, 0, 1, 2])
     ours = minilm_tokenizer.encode(texts, None, FINETUNE_MAX_LEN)
     theirs = hf_tokenizer(texts, padding=True, return_tensors="pt")
-    try:
+    with gradients_cleared(minilm_classifier, hf_classifier):
         F.cross_entropy(minilm_classifier(ours.input_ids, ours.segment_ids, ours.input_mask), labels).backward()
         F.cross_entropy(hf_classifier(**theirs).logits, labels).backward()
         D = minilm_classifier.cfg.dim
-        pairs = [
+        assert_same_gradients([
             (minilm_classifier.embed.tok_embed.weight.grad, hf_classifier.bert.embeddings.word_embeddings.weight.grad),
             (minilm_classifier.blocks[0].attn.qkv.weight.grad[:D],
              hf_classifier.bert.encoder.layer[0].attention.self.query.weight.grad),
             (minilm_classifier.blocks[-1].ff_in.weight.grad,
              hf_classifier.bert.encoder.layer[-1].intermediate.dense.weight.grad),
-        ]
-        for ours_grad, hf_grad in pairs:
-            assert ours_grad.abs().max() > 0
-            assert torch.allclose(ours_grad, hf_grad, atol=1e-5, rtol=1e-3)
+        ])
+
+
+@contextmanager
+def gradients_cleared(*models: torch.nn.Module) -> Iterator[None]:
+    """The session's shared models leave without gradients, whatever the test asserted."""
+    try:
+        yield
     finally:
-        minilm_classifier.zero_grad(set_to_none=True)
-        hf_classifier.zero_grad(set_to_none=True)
+        for model in models:
+            model.zero_grad(set_to_none=True)
+
+
+def assert_same_gradients(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    """Each (ours, reference) pair of gradients is nonzero and equal but for float32 rounding."""
+    for ours_grad, reference_grad in pairs:
+        assert ours_grad.abs().max() > 0
+        assert torch.allclose(ours_grad, reference_grad, atol=1e-5, rtol=1e-3)
+
+
+def test_cls_pooling_is_the_default_and_only_it_has_the_pooler():
+    cls_params = dict(tiny_classifier().named_parameters())
+    mean_params = dict(tiny_classifier(pooling="mean").named_parameters())
+    assert tiny_classifier().pooling == "cls"
+    assert set(cls_params) - set(mean_params) == {"pooler.weight", "pooler.bias"}
+    assert set(mean_params) <= set(cls_params)
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        Classifier(tiny_model_config(vocab_size=50, max_len=16), 2, "max")
+
+
+@pytest.fixture(scope="module")
+def hf_encoder(minilm_dir):
+    """transformers' BertModel (no pooler) with MiniLM's weights: the padded reference encoder."""
+    from transformers import BertModel
+
+    return BertModel.from_pretrained(minilm_dir, add_pooling_layer=False).eval()
+
+
+def test_mean_pooling_equals_a_padded_masked_mean_and_trains_like_it(minilm_mean_classifier, minilm_tokenizer,
+                                                                    hf_encoder):
+    """The packed model's segment mean = transformers' padded last layer averaged over the mask, under the same
+    head; dropout off (eval mode), autograd on: logits and gradients agree, in a batch of pairs and single inputs
+    long enough to attend in several groups."""
+    model = minilm_mean_classifier
+    texts = [f"sentence number {i} " * (i % 7 + 1) for i in range(24)]
+    pairs = [None if i % 3 else "and a second segment" for i in range(24)]
+    labels = torch.tensor([i % 3 for i in range(24)])
+    batch = minilm_tokenizer.encode(texts, pairs, FINETUNE_MAX_LEN)
+    assert len(Packing.of(batch.input_mask[batch.input_mask.sum(1).argsort()]).chunks) > 1
+    reference_head = copy.deepcopy(model.head)
+    with gradients_cleared(model, hf_encoder):
+        logits = model(batch.input_ids, batch.segment_ids, batch.input_mask)  # (B, L)
+        states = hf_encoder(input_ids=batch.input_ids, token_type_ids=batch.segment_ids,
+                            attention_mask=batch.input_mask).last_hidden_state  # (B, T, D), padded
+        mask = batch.input_mask.unsqueeze(-1).float()  # (B, T, 1)
+        expected = reference_head((states * mask).sum(1) / mask.sum(1))  # (B, L)
+        assert torch.allclose(logits, expected, atol=1e-4), (logits - expected).abs().max()
+        F.cross_entropy(logits, labels).backward()
+        F.cross_entropy(expected, labels).backward()
+        D = model.cfg.dim
+        assert_same_gradients([
+            (model.head.weight.grad, reference_head.weight.grad),
+            (model.embed.tok_embed.weight.grad, hf_encoder.embeddings.word_embeddings.weight.grad),
+            (model.embed.seg_embed.weight.grad, hf_encoder.embeddings.token_type_embeddings.weight.grad),
+            # the last block's queries: cls pooling reads only [CLS]'s, mean pooling every token's
+            (model.blocks[-1].attn.qkv.weight.grad[:D], hf_encoder.encoder.layer[-1].attention.self.query.weight.grad),
+            (model.blocks[-1].ff_in.weight.grad, hf_encoder.encoder.layer[-1].intermediate.dense.weight.grad),
+        ])
 
 
 def cheapest_split_by_brute_force(lengths: list[int], overhead: int) -> float:

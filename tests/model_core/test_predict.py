@@ -28,6 +28,41 @@ def test_probabilities_equal_transformers_in_input_order(predictor, hf_logits):
     assert torch.allclose(reversed_probs.flip(0), probs, atol=1e-5)
 
 
+def transformers_probabilities(model_dir) -> tuple[str, torch.Tensor]:
+    """The class transformers loads the directory as, the README's way, and its probabilities of INPUTS (one at a
+    time: no padding involved)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=True).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=True)
+    with torch.no_grad():
+        rows = [model(**tokenizer(text, pair, truncation=True, max_length=FINETUNE_MAX_LEN, return_tensors="pt"))
+                .logits[0].softmax(-1) for text, pair in INPUTS]
+    return type(model).__name__, torch.stack(rows)
+
+
+@pytest.mark.parametrize("pooling, model_dir, transformers_class", [
+    ("cls", "saved_classifier_dir", "BertForSequenceClassification"),
+    ("mean", "saved_mean_classifier_dir", "BertMeanPoolingForSequenceClassification")])
+def test_the_exported_directory_gives_the_services_probabilities_in_transformers(request, pooling, model_dir,
+                                                                                transformers_class):
+    model_dir = request.getfixturevalue(model_dir)
+    ours = Predictor.load(model_dir)
+    assert ours.model.pooling == pooling
+    loaded_as, probs = transformers_probabilities(model_dir)
+    assert loaded_as == transformers_class
+    assert (probs - 1 / 3).abs().max() > 0.1  # the random head is far from uniform: the check has teeth
+    assert torch.allclose(probs, ours.predict_proba(INPUTS), atol=1e-4)
+
+
+def test_transformers_refuses_a_mean_model_without_its_code(saved_mean_classifier_dir):
+    """Never silently a BertForSequenceClassification reading [CLS] through an untrained pooler."""
+    from transformers import AutoModelForSequenceClassification
+
+    with pytest.raises(ValueError, match="trust_remote_code=True"):
+        AutoModelForSequenceClassification.from_pretrained(saved_mean_classifier_dir)
+
+
 def test_tokenize_truncates_and_predicts_like_predict_proba(predictor):
     encodings = predictor.tokenize(INPUTS)
     lengths = [len(encoding) for encoding in encodings]

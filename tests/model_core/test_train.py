@@ -97,6 +97,19 @@ def test_resume_accepts_a_checkpoint_that_names_the_settings_the_seed_way(tiny_b
     assert resumed[0].step == 3
 
 
+def test_pooling_auto_follows_the_base_model_and_the_run_records_what_it_used(tiny_base, tmp_path):
+    cfg = TrainConfig(epochs=1, batch_size=8, max_len=16)
+    auto = finetune(TRAIN, None, tiny_base, tmp_path / "auto", cfg)  # the tiny base is a classifier saved with cls
+    assert (auto.pooling, auto.pooling_reason) == ("cls", "the base model declares cls pooling, the pooling it was "
+                                                          "trained with")
+    mean = finetune(TRAIN, None, tiny_base, tmp_path / "mean", cfg.model_copy(update={"pooling": "mean"}))
+    assert (mean.pooling, mean.pooling_reason) == ("mean", "set explicitly")
+    assert load_model(mean.model_dir).model.pooling == "mean"
+    again = finetune(TRAIN, None, mean.model_dir, tmp_path / "again", cfg)  # a mean model as the base
+    assert (again.pooling, again.pooling_reason) == ("mean", "the base model declares mean pooling, the pooling "
+                                                             "it was trained with")
+
+
 def test_early_stopping_keeps_the_best_evaluation(tiny_base, tmp_path):
     cfg = TrainConfig(epochs=10, batch_size=8, learning_rate=1e-9, max_len=16, eval_steps=2, early_stopping_patience=2)
     evals = []
