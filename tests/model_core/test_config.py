@@ -60,7 +60,7 @@ def test_train_config_defaults():
 
 def test_given_values_are_kept_as_given():
     given = {"epochs": 7, "batch_size": 5, "learning_rate": 3e-4, "max_len": 40, "eval_steps": None,
-             "early_stopping_patience": 2, "class_weighting": "none"}
+             "early_stopping_patience": 2, "pooling": "cls", "class_weighting": "none"}
     cfg = TrainConfig(**given)
     assert {name: getattr(cfg, name) for name in given} == given and cfg.auto_fields() == []
     from_strings = TrainConfig(epochs="4", learning_rate="1e-4", eval_steps="auto")  # as the CLI passes them

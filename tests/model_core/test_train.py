@@ -33,7 +33,7 @@ def test_tiny_model_learns_separable_task_to_full_train_accuracy(tiny_base, tmp_
     result = finetune(TRAIN, EVAL, tiny_base, tmp_path, cfg, device="cpu",
                       on_start=lambda total, device, choices: started.append((total, device, set(choices))),
                       on_step=steps.append, on_eval=evals.append)
-    auto_left = {"eval_steps", "early_stopping_patience", "class_weighting"}  # the test gives the rest
+    auto_left = {"eval_steps", "early_stopping_patience", "pooling", "class_weighting"}  # the test gives the rest
     assert started == [(72, "cpu", auto_left)] and result.total_steps == result.steps == 72
     assert result.choices["early_stopping_patience"]["value"] is None  # given epochs run in full
     assert [s.step for s in steps] == list(range(1, 73)) and steps[-1].epoch == 12.0
