@@ -99,6 +99,11 @@ class JobMetrics(BaseModel):
     eval_macro_f1: float | None = None
 
 
+class AutoChoice(BaseModel):
+    value: int | float | str | None = Field(description='What "auto" became.')
+    reason: str = Field(description="Why, in one line.")
+
+
 class JobOut(BaseModel):
     id: str
     name: str | None
@@ -106,7 +111,10 @@ class JobOut(BaseModel):
     dataset_id: str | None
     eval_dataset_id: str | None
     base_model: str
-    hyperparameters: Hyperparameters
+    hyperparameters: Hyperparameters = Field(description='As requested: "auto" where auto_choices says what '
+                                             "it became.")
+    auto_choices: dict[str, AutoChoice] | None = Field(description='What each "auto" hyperparameter became and '
+                                                       "why; null until the job starts.")
     progress: Progress
     metrics: JobMetrics
     model_id: str | None
@@ -125,7 +133,7 @@ class JobOut(BaseModel):
         return cls(
             id=job.id, name=job.name, status=job.status, dataset_id=job.dataset_id,
             eval_dataset_id=job.eval_dataset_id, base_model=job.base_model,
-            hyperparameters=Hyperparameters(**job.hyperparameters),
+            hyperparameters=Hyperparameters(**job.hyperparameters), auto_choices=job.auto_choices,
             progress=Progress(step=job.step, total_steps=job.total_steps, epoch=job.epoch, fraction=fraction),
             metrics=JobMetrics(**(job.metrics or {})), model_id=job.model_id, error=job.error,
             created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at, device=job.device,

@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import get_args
+from typing import Annotated, Literal, get_args, get_origin
 
 from pydantic import ValidationError
 
@@ -81,18 +81,35 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def admitted(annotation) -> list:
+    """The plain types and literal values a field's annotation admits, in order, Annotated and unions unpacked."""
+    if get_origin(annotation) is Literal:
+        return list(get_args(annotation))
+    if get_origin(annotation) is Annotated:
+        return admitted(get_args(annotation)[0])
+    members = get_args(annotation)
+    return [kind for member in members for kind in admitted(member)] if members else [annotation]
+
+
+def metavar(annotation) -> str:
+    """N for an integer, X for a number, literal values as they are: "N|auto", "auto|none|balanced"."""
+    shown = {int: "N", float: "X"}
+    return "|".join(shown.get(kind, kind) for kind in admitted(annotation) if kind is not type(None))
+
+
 def add_hyperparameter_flags(parser: argparse.ArgumentParser) -> None:
     """A flag per TrainConfig field (--learning-rate sets learning_rate), and the seed's names as aliases (--lr).
 
-    The values stay strings here: TrainConfig validates and converts them, with the ranges of its fields."""
+    The values stay strings here: TrainConfig validates and converts them, with the ranges of its fields; "null"
+    is null."""
     group = parser.add_argument_group("hyperparameters", "override the --config file's values")
     aliases: dict[str, list[str]] = {}
     for seed_name, name in SEED_TRAIN_NAMES.items():
         aliases.setdefault(name, []).append(flag(seed_name))
     for name, field in TrainConfig.model_fields.items():
-        metavar = "N" if int in (field.annotation, *get_args(field.annotation)) else "X"
         help_text = f"{field.description} (default: {json.dumps(field.default)})".replace("%", "%%")
-        group.add_argument(flag(name), *aliases.get(name, []), dest=name, metavar=metavar, help=help_text)
+        group.add_argument(flag(name), *aliases.get(name, []), dest=name, metavar=metavar(field.annotation),
+                           help=help_text)
 
 
 def read_args_table(args: argparse.Namespace, path: Path):
@@ -103,7 +120,8 @@ def read_args_table(args: argparse.Namespace, path: Path):
 def train_config(args: argparse.Namespace) -> TrainConfig:
     """The --config file's settings with the hyperparameter flags laid over them."""
     settings = TrainConfig.from_json(args.config).model_dump() if args.config is not None else {}
-    flags = {name: getattr(args, name) for name in TrainConfig.model_fields if getattr(args, name) is not None}
+    flags = {name: None if value == "null" else value
+             for name in TrainConfig.model_fields if (value := getattr(args, name)) is not None}
     return TrainConfig.model_validate(settings | flags)
 
 

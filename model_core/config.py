@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WrapValidator
+from pydantic_core import PydanticCustomError
 
 Device = Literal["auto", "cpu", "cuda"]  # auto: cuda when present
 QuantizeMode = Literal["int8"]  # dynamic int8 quantization of the Linear layers at inference (CPU)
@@ -26,6 +27,8 @@ ProblemType = Literal["single_label_classification", "multi_label_classification
 SINGLE_LABEL: ProblemType = "single_label_classification"
 MULTI_LABEL: ProblemType = "multi_label_classification"
 DEFAULT_THRESHOLD = 0.5  # a multi-label threshold where none was tuned
+AUTO = "auto"  # a hyperparameter chosen from the training data by model_core.auto
+ClassWeighting = Literal["auto", "none", "balanced"]
 
 # Hugging Face config.json key -> our field name
 HF_TO_SEED = {
@@ -134,23 +137,44 @@ class ModelConfig:
         }
 
 
+def auto_or(values: Any, allowed: str) -> Any:
+    """The type of a hyperparameter that is "auto" or one of `values` (a type with its constraints); any other
+    input is one error naming what is allowed ("Input should be 'auto' or an integer 1..100") rather than one per
+    member of the union."""
+
+    def one_error(value: Any, handler):
+        try:
+            return handler(value)
+        except ValidationError:
+            raise PydanticCustomError("auto_or_value", "Input should be {allowed}",
+                                      {"allowed": allowed}) from None
+
+    return Annotated[values | Literal["auto"], WrapValidator(one_error)]
+
+
 class TrainConfig(BaseModel):
     """Fine-tuning hyperparameters: the one definition the API, the CLI and the trainer share.
 
     The field names are the API's; a description is the API's and the CLI's documentation of the field.
-    Unknown names are refused (a typo must not silently train with the default).
+    Unknown names are refused (a typo must not silently train with the default). A field that is "auto" is
+    chosen from the training data when a run starts (model_core.auto.resolve); a given value is kept as given.
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    epochs: int = Field(3, ge=1, le=100, description="Passes over the training set, 1..100.")
-    batch_size: int = Field(32, ge=1, le=1024, description="Examples per step, 1..1024.")
-    learning_rate: float = Field(5e-5, gt=0, le=1, description="Peak AdamW learning rate, (0, 1].")
+    epochs: auto_or(Annotated[int, Field(ge=1, le=100)], "'auto' or an integer 1..100") = Field(
+        AUTO, description='Passes over the training set, 1..100. "auto": enough steps for the data size, with '
+        "early stopping.")
+    batch_size: auto_or(Annotated[int, Field(ge=1, le=1024)], "'auto' or an integer 1..1024") = Field(
+        AUTO, description='Examples per step, 1..1024. "auto": by the data size.')
+    learning_rate: auto_or(Annotated[float, Field(gt=0, le=1)], "'auto' or a number in (0, 1]") = Field(
+        AUTO, description='Peak AdamW learning rate, (0, 1]. "auto": by the data size.')
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of the steps with linear warm-up, [0, 1).")
     weight_decay: float = Field(0.01, ge=0, le=1, description="AdamW weight decay (not on biases and LayerNorm), "
                                 "[0, 1].")
-    max_len: int = Field(128, ge=8, le=512, description="Tokens per example, [CLS] and [SEP] included (longer is "
-                         "truncated), 8..512 and at most the base model's position limit.")
+    max_len: auto_or(Annotated[int, Field(ge=8, le=512)], "'auto' or an integer 8..512") = Field(
+        AUTO, description="Tokens per example, [CLS] and [SEP] included (longer is truncated), 8..512 and at most "
+        'the base model\'s position limit. "auto": covers 99% of the training texts.')
     seed: int = Field(42, ge=0, le=2**32 - 1, description="Seed of initialisation, data order and the held-out "
                       "split, 0..4294967295.")
     save_steps: int | None = Field(None, ge=1, description="Checkpoint every this many steps, >= 1: where an "
@@ -158,14 +182,23 @@ class TrainConfig(BaseModel):
     total_steps: int | None = Field(None, ge=1, description="Stop after this many steps, >= 1 (the learning-rate "
                                     "schedule spans them). null: epochs times the steps per epoch.")
     grad_clip: float = Field(1.0, gt=0, description="Largest global gradient norm (clipped above), > 0.")
-    eval_steps: int | None = Field(None, ge=1, description="Also evaluate every this many steps, >= 1. null: after "
-                                   "each epoch (and the last step) only.")
-    early_stopping_patience: int | None = Field(None, ge=1, description="Stop after this many evaluations in a row "
-                                                "without a better macro-F1, >= 1. null: never stop early.")
+    eval_steps: auto_or(Annotated[int, Field(ge=1)] | None, "'auto', null or an integer >= 1") = Field(
+        AUTO, description='Also evaluate every this many steps, >= 1. null: after each epoch (and the last step) '
+        'only. "auto": often enough for about 10 evaluations per run.')
+    early_stopping_patience: auto_or(Annotated[int, Field(ge=1)] | None, "'auto', null or an integer >= 1") = Field(
+        AUTO, description="Stop after this many evaluations in a row without a better macro-F1, >= 1. null: never "
+        'stop early. "auto": early stopping when epochs is "auto" and there is a held-out set.')
     pooling: PoolingSetting = Field("auto", description="What the classifier reads: cls = the [CLS] token through "
                                     "BERT's tanh pooler; mean = the mean of the last layer over the real tokens; "
                                     "auto = the base model's own pooling where it declares one (a "
                                     "sentence-transformers Pooling module, or a model trained here), else cls.")
+    class_weighting: ClassWeighting = Field(
+        AUTO, description='Cross-entropy class weights: "none"; "balanced" (inverse class frequency, mean weight '
+        '1); "auto": balanced when the largest class has over 3x the rows of the smallest.')
+
+    def auto_fields(self) -> list[str]:
+        """The names of the fields that are "auto"."""
+        return [name for name in type(self).model_fields if getattr(self, name) == AUTO]
 
     @classmethod
     def from_json(cls, path: str | Path) -> TrainConfig:

@@ -8,6 +8,9 @@ Multi-label examples train the same network with one sigmoid per label (binary c
 tunes every label's threshold on the evaluation set for that label's F1 and reports the metrics at those
 thresholds; the saved model keeps the thresholds of its evaluation (model/thresholds.json).
 
+The "auto" hyperparameters are resolved from the training data first (model_core.auto); the choices are
+reported to `on_start` and in the TrainResult.
+
 A step's data is a pure function of (seed, epoch, position in the epoch), so a checkpoint's step
 number is its data position; with the RNG states it makes a resumed run end with the same weights
 as an uninterrupted one.
@@ -24,6 +27,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from model_core.auto import Choices, class_weights, resolve
 from model_core.base_models import resolve_base_model, resolve_pooling
 from model_core.checkpoint import CheckpointError, load_pretrained_encoder, save_model
 from model_core.config import Device, ModelConfig, Pooling, TrainConfig, with_our_names
@@ -71,6 +75,7 @@ class TrainResult:
     pooling_reason: str  # why, in one line
     steps: int = 0  # steps taken: total_steps unless early stopping ended the run sooner
     epoch: float = 0.0  # fractional epochs taken
+    choices: Choices = field(default_factory=dict)  # what each "auto" hyperparameter became, and why
 
 
 class DeviceUnavailable(ValueError):
@@ -108,7 +113,7 @@ def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int
 
 @dataclass
 class Trainer:
-    """One fine-tuning run's objects; `finetune` builds it and drives `run`."""
+    """One fine-tuning run's objects; `finetune` builds it and drives `run`. `cfg` is concrete (no "auto")."""
 
     model: Classifier
     tokenizer: Tokenizer
@@ -121,6 +126,7 @@ class Trainer:
     device: torch.device
     max_len: int
     pooling_reason: str  # why the model pools as it does (model.pooling), in one line
+    choices: Choices = field(default_factory=dict)
     state: LoopState = field(default_factory=LoopState)
 
     def __post_init__(self):
@@ -132,6 +138,9 @@ class Trainer:
         self.problem_type = problem_type_of(self.train)
         self.loss = LOSSES[self.problem_type]
         self.targets = label_targets(self.train, self.labels, "the training set", known="the given label list")
+        self.class_weights = class_weights(self.cfg, self.targets, len(self.labels))  # single-label only
+        if self.class_weights is not None:
+            self.class_weights = self.class_weights.to(self.device)
         self.texts = [e.text for e in self.train]
         has_pairs = any(e.text_pair is not None for e in self.train)
         self.pairs = [e.text_pair for e in self.train] if has_pairs else None
@@ -149,7 +158,7 @@ class Trainer:
         with self.autocast:
             logits = self.model(*(t.to(self.device, non_blocking=True) for t in
                                   (batch.input_ids, batch.segment_ids, batch.input_mask)))  # (B, L)
-        loss = self.loss(logits.float(), self.targets[index].to(self.device))
+        loss = self.loss(logits.float(), self.targets[index].to(self.device), weight=self.class_weights)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip, foreach=True)
         learning_rate = self.optimizer.param_groups[0]["lr"]
@@ -274,7 +283,8 @@ def checkpoints_newest_first(checkpoint_dir: Path) -> list[Path]:
 
 def build_trainer(train: Sequence[AnyExample], eval: Sequence[AnyExample] | None, base: str | Path, out_dir: Path,
                   cfg: TrainConfig, labels: list[str] | None = None, device: Device = "auto") -> Trainer:
-    """The seeded model (pretrained encoder, fresh head), optimizer and schedule of a run, on its device."""
+    """The seeded model (pretrained encoder, fresh head), optimizer and schedule of a run, on its device; the
+    "auto" hyperparameters of `cfg` resolved from `train`."""
     if not train:
         raise DataError("the training set is empty")
     labels = list(labels) if labels is not None else sorted({label for e in train for label in e.labels})
@@ -286,13 +296,16 @@ def build_trainer(train: Sequence[AnyExample], eval: Sequence[AnyExample] | None
     tokenizer = Tokenizer.from_dir(base_dir)
     model_cfg = ModelConfig.from_json(base_dir / "config.json")
     pooling, pooling_reason = resolve_pooling(cfg.pooling, base_dir)
+    cfg, choices = resolve(cfg, train, tokenizer, model_cfg.max_len, len(labels), has_eval=eval is not None,
+                           pooling=(pooling, pooling_reason))
     torch.manual_seed(cfg.seed)
     model = Classifier(model_cfg, len(labels), pooling)
     load_pretrained_encoder(model, base_dir)
     model.to(resolved_device).train()
     return Trainer(model=model, tokenizer=tokenizer, model_cfg=model_cfg, cfg=cfg, labels=labels, train=train,
                    eval=eval, out_dir=Path(out_dir), device=resolved_device,
-                   max_len=min(cfg.max_len, model_cfg.max_len), pooling_reason=pooling_reason)
+                   max_len=min(cfg.max_len, model_cfg.max_len), pooling_reason=pooling_reason,
+                   choices=choices)
 
 
 def finetune(
@@ -307,18 +320,19 @@ def finetune(
     resume: bool = False,
     on_step: Callable[[StepInfo], None] | None = None,
     on_eval: Callable[[EvalInfo], None] | None = None,
-    on_start: Callable[[int, str], None] | None = None,
+    on_start: Callable[[int, str, Choices], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     progress_bar: bool = False,
 ) -> TrainResult:
     """Fine-tunes `base` (a named base model or a HF BERT directory) on `train`, single-label or multi-label
-    examples; see the module doc. `labels` fixes the class-id order (default: sorted training labels)."""
+    examples; see the module doc. `labels` fixes the class-id order (default: sorted training labels). `on_start`
+    gets the planned steps, the device and what the "auto" hyperparameters became."""
     trainer = build_trainer(train, eval, base, out_dir, cfg, labels, device)
     newest = checkpoints_newest_first(trainer.checkpoint_dir) if resume else []
     if newest:
         trainer.load_checkpoint(newest[0])
     if on_start is not None:
-        on_start(trainer.total_steps, trainer.device.type)
+        on_start(trainer.total_steps, trainer.device.type, trainer.choices)
     trainer.run(on_step, on_eval, should_stop, progress_bar)
     if eval is None:
         trainer.save_final_model()
@@ -333,4 +347,5 @@ def finetune(
         pooling_reason=trainer.pooling_reason,
         steps=state.step,
         epoch=trainer.epoch,
+        choices=trainer.choices,
     )

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from app.db import jobs, store
 from app.db.models import Dataset, Job, MetricPoint, new_id, utcnow
 from app.settings import Settings
+from model_core.auto import Choices
 from model_core.base_models import resolve_base_model
 from model_core.config import TrainConfig
 from model_core.data import Example, Table, read_table, stratified_split
@@ -78,9 +79,9 @@ class ProgressRecorder:
         self.superseded_from: int | None = None  # first step of this delivery: older points from there on go
         self.last_flush = time.monotonic()
 
-    def on_start(self, total_steps: int, device: str) -> None:
+    def on_start(self, total_steps: int, device: str, choices: Choices) -> None:
         with self.session_factory() as session:
-            jobs.record_start(session, self.job_id, self.worker_id, total_steps, device)
+            jobs.record_start(session, self.job_id, self.worker_id, total_steps, device, choices)
 
     def on_step(self, info: StepInfo) -> None:
         first_of_delivery = not self.started

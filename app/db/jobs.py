@@ -151,8 +151,11 @@ def _held(job_id: str, worker_id: str):
 
 # --- what the lease holder records ------------------------------------------------------------------------------------
 
-def record_start(session: Session, job_id: str, worker_id: str, total_steps: int, device: str) -> None:
-    session.execute(_held(job_id, worker_id).values(total_steps=total_steps, device=device))
+def record_start(session: Session, job_id: str, worker_id: str, total_steps: int, device: str,
+                 auto_choices: dict) -> None:
+    """Training started: its planned steps, its device and what its "auto" hyperparameters became."""
+    session.execute(_held(job_id, worker_id).values(total_steps=total_steps, device=device,
+                                                    auto_choices=auto_choices))
     session.commit()
 
 

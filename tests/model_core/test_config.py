@@ -51,10 +51,35 @@ def test_missing_fields_and_unsupported_models_are_named(tmp_path):
 
 def test_train_config_defaults():
     cfg = TrainConfig()
-    assert (cfg.seed, cfg.batch_size, cfg.learning_rate, cfg.epochs, cfg.warmup_ratio, cfg.max_len) == (
-        42, 32, 5e-5, 3, 0.1, 128)
+    assert (cfg.seed, cfg.warmup_ratio, cfg.weight_decay) == (42, 0.1, 0.01)
     assert cfg.save_steps is None and cfg.total_steps is None and cfg.grad_clip == 1.0
-    assert cfg.pooling == "auto"
+    assert cfg.auto_fields() == ["epochs", "batch_size", "learning_rate", "max_len", "eval_steps",
+                                 "early_stopping_patience", "pooling",
+                                 "class_weighting"]
+
+
+def test_given_values_are_kept_as_given():
+    given = {"epochs": 7, "batch_size": 5, "learning_rate": 3e-4, "max_len": 40, "eval_steps": None,
+             "early_stopping_patience": 2, "pooling": "cls", "class_weighting": "none"}
+    cfg = TrainConfig(**given)
+    assert {name: getattr(cfg, name) for name in given} == given and cfg.auto_fields() == []
+    from_strings = TrainConfig(epochs="4", learning_rate="1e-4", eval_steps="auto")  # as the CLI passes them
+    assert (from_strings.epochs, from_strings.learning_rate, from_strings.eval_steps) == (4, 1e-4, "auto")
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("epochs", "Auto", "Input should be 'auto' or an integer 1..100"),
+    ("max_len", "automatic", "Input should be 'auto' or an integer 8..512"),
+    ("max_len", 4, "Input should be 'auto' or an integer 8..512"),
+    ("learning_rate", "fast", "Input should be 'auto' or a number in (0, 1]"),
+    ("batch_size", 2.5, "Input should be 'auto' or an integer 1..1024"),
+    ("early_stopping_patience", 0, "Input should be 'auto', null or an integer >= 1"),
+    ("class_weighting", "Balanced", "Input should be 'auto', 'none' or 'balanced'"),
+])
+def test_a_misspelled_auto_is_one_error_naming_the_field_and_what_it_allows(field, value, message):
+    with pytest.raises(ValidationError) as caught:
+        TrainConfig(**{field: value})
+    assert [(e["loc"], e["msg"]) for e in caught.value.errors()] == [((field,), message)]
 
 
 @pytest.mark.parametrize("field, value", [

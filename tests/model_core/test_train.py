@@ -36,9 +36,11 @@ def test_tiny_model_learns_separable_task_to_full_train_accuracy(tiny_base, tmp_
     cfg = TrainConfig(epochs=12, batch_size=8, learning_rate=3e-3, warmup_ratio=0.1, max_len=16, seed=3)
     steps, evals, started = [], [], []
     result = finetune(TRAIN, EVAL, tiny_base, tmp_path, cfg, device="cpu",
-                      on_start=lambda total, device: started.append((total, device)),
+                      on_start=lambda total, device, choices: started.append((total, device, set(choices))),
                       on_step=steps.append, on_eval=evals.append)
-    assert started == [(72, "cpu")] and result.total_steps == result.steps == 72
+    auto_left = {"eval_steps", "early_stopping_patience", "pooling", "class_weighting"}  # the test gives the rest
+    assert started == [(72, "cpu", auto_left)] and result.total_steps == result.steps == 72
+    assert result.choices["early_stopping_patience"]["value"] is None  # given epochs run in full
     assert [s.step for s in steps] == list(range(1, 73)) and steps[-1].epoch == 12.0
     assert steps[0].learning_rate == 0.0 and max(s.learning_rate for s in steps) == pytest.approx(3e-3)
     assert [e.step for e in evals] == [6 * k for k in range(1, 13)]  # after every epoch

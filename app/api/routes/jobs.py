@@ -30,7 +30,7 @@ from app.schemas import JobConfig, JobCreate, JobMetricsHistory, JobOut, Page, m
 from app.settings import Settings
 from app.uploads import READ_FIELDS, READ_FIELDS_SCHEMA, ColumnChoice, receive_form, store_dataset
 from model_core.base_models import resolve_base_model
-from model_core.config import ConfigError, ModelConfig
+from model_core.config import AUTO, ConfigError, ModelConfig
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[Depends(require_admin)])
 
@@ -62,12 +62,16 @@ def _check_base_model(config: JobConfig) -> None:
         positions = ModelConfig.from_json(base_dir / "config.json").max_len
     except ConfigError as error:
         raise Unprocessable(f"base model {config.base_model!r}: {error}") from None
-    if config.hyperparameters.max_len > positions:
-        raise Unprocessable(f"hyperparameters.max_len {config.hyperparameters.max_len} exceeds the "
-                            f"{positions} positions of base model {config.base_model!r}")
+    max_len = config.hyperparameters.max_len
+    if max_len != AUTO and max_len > positions:  # "auto" stays within the positions by its rule
+        raise Unprocessable(f"hyperparameters.max_len {max_len} exceeds the {positions} positions of base model "
+                            f"{config.base_model!r}")
 
 
 def _check_labels(config: JobConfig, train: Dataset, eval_dataset: Dataset | None) -> None:
+    if train.multi_label and config.hyperparameters.class_weighting == "balanced":
+        raise Unprocessable("hyperparameters.class_weighting 'balanced' weighs the classes of single-label data; "
+                            "a multi-label model tunes one threshold per label instead: use auto or none")
     if eval_dataset is None:
         too_few = [label for label, count in train.labels.items() if count < 2]
         if too_few:
