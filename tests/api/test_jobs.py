@@ -96,6 +96,9 @@ def test_multi_label_job_needs_an_eval_dataset_of_its_kind_with_its_labels(clien
     unseen = dataset(b"label\ttext\njoy\tx\nfear,love\ty\n", label_delimiter=",")
     response = client.post("/jobs", json={**job_body, "dataset_id": multi, "eval_dataset_id": unseen})
     assert response.status_code == 422 and "['fear']" in response.json()["detail"]
+    balanced = {**job_body["hyperparameters"], "class_weighting": "balanced"}
+    response = client.post("/jobs", json={**job_body, "dataset_id": multi, "hyperparameters": balanced})
+    assert response.status_code == 422 and "one threshold per label" in response.json()["detail"]
     lonely = dataset(b"label\ttext\njoy,fear\tx\njoy\ty\n", label_delimiter=",")
     response = client.post("/jobs", json={**job_body, "dataset_id": lonely})  # fear: too few rows to hold one out
     assert response.status_code == 422 and "['fear']" in response.json()["detail"]
