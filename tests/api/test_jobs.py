@@ -8,8 +8,9 @@ from app.main import create_app
 from tests.factories import TINY_HYPERPARAMETERS
 from tests.harness import sse_events, stored_files
 
-JOB_FIELDS = {"id", "name", "status", "dataset_id", "eval_dataset_id", "base_model", "hyperparameters", "progress",
-              "metrics", "model_id", "error", "created_at", "started_at", "finished_at", "device"}
+JOB_FIELDS = {"id", "name", "status", "dataset_id", "eval_dataset_id", "base_model", "hyperparameters",
+              "auto_choices", "progress", "metrics", "model_id", "error", "created_at", "started_at", "finished_at",
+              "device"}
 TWO_LABELS = b"label\ttext\na\tx\na\ty\nb\tz\nb\tw\n"
 
 
@@ -31,8 +32,10 @@ def test_create_returns_the_queued_job_with_defaults_filled(client, job_body):
     assert (job["status"], job["name"], job["eval_dataset_id"], job["model_id"]) == ("queued", "first", None, None)
     assert job["hyperparameters"] == {"epochs": 2, "batch_size": 8, "learning_rate": 1e-3, "warmup_ratio": 0.1,
                                       "weight_decay": 0.01, "max_len": 32, "seed": 42, "save_steps": 500,
-                                      "total_steps": None, "grad_clip": 1.0, "eval_steps": None,
-                                      "early_stopping_patience": None, "pooling": "auto"}
+                                      "total_steps": None, "grad_clip": 1.0, "eval_steps": "auto",
+                                      "early_stopping_patience": "auto", "pooling": "auto",
+                                      "class_weighting": "auto"}
+    assert job["auto_choices"] is None  # until a worker starts it
     assert job["progress"] == {"step": 0, "total_steps": None, "epoch": 0.0, "fraction": 0.0}
     assert set(job["metrics"]) == {"train_loss", "eval_loss", "eval_accuracy", "eval_macro_f1"}
     assert client.get(f"/jobs/{job['id']}").json() == job
@@ -54,6 +57,32 @@ def test_invalid_config_is_422_and_stores_nothing(client, job_body, change):
     response = client.post("/jobs", json=body)
     assert response.status_code == 422, response.text
     assert response.json()["detail"]
+    assert client.get("/jobs").json()["total"] == 0
+
+
+def test_a_job_with_only_the_dataset_is_all_auto(client, dataset_id):
+    response = client.post("/jobs", json={"dataset_id": dataset_id})
+    assert response.status_code == 202, response.text
+    hyperparameters = response.json()["hyperparameters"]
+    assert [name for name, value in hyperparameters.items() if value == "auto"] == [
+        "epochs", "batch_size", "learning_rate", "max_len", "eval_steps", "early_stopping_patience", "pooling",
+        "class_weighting"]
+
+
+@pytest.mark.parametrize("field, value, allowed", [
+    ("epochs", "Auto", "'auto' or an integer 1..100"),
+    ("max_len", "automatic", "'auto' or an integer 8..512"),
+    ("learning_rate", "AUTO", "'auto' or a number in (0, 1]"),
+    ("eval_steps", "auto ", "'auto', null or an integer >= 1"),
+    ("pooling", "max", "'auto', 'cls' or 'mean'"),
+    ("class_weighting", "inverse", "'auto', 'none' or 'balanced'"),
+])
+def test_a_misspelled_choice_is_a_422_naming_the_field_and_the_allowed_values(client, job_body, field, value,
+                                                                             allowed):
+    response = client.post("/jobs", json={**job_body, "hyperparameters": {field: value}})
+    assert response.status_code == 422, response.text
+    assert [(error["loc"], error["msg"]) for error in response.json()["detail"]] == [
+        (["hyperparameters", field], f"Input should be {allowed}")]
     assert client.get("/jobs").json()["total"] == 0
 
 

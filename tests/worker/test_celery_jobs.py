@@ -77,6 +77,23 @@ def test_multi_label_job_trains_with_its_thresholds_and_predicts_labels(producti
                for answer in prediction.json()["predictions"])
 
 
+def test_an_auto_job_shows_what_auto_chose_and_keeps_what_was_given(production_client, dataset_id,
+                                                                     tiny_base_model):
+    job = queue_job(production_client, dataset_id, tiny_base_model, {"learning_rate": 1e-3})
+    assert job["auto_choices"] is None
+    done = wait_for_job(production_client, job["id"])
+    assert done["status"] == "succeeded", done
+    assert done["hyperparameters"]["learning_rate"] == 1e-3 and done["hyperparameters"]["epochs"] == "auto"
+    choices = done["auto_choices"]
+    assert set(choices) == {"pooling", "max_len", "batch_size", "epochs", "eval_steps", "early_stopping_patience",
+                            "class_weighting"}  # every "auto" field, and only those
+    assert all(isinstance(choice["reason"], str) and choice["reason"] for choice in choices.values())
+    assert choices["batch_size"]["value"] == 16 and choices["class_weighting"]["value"] == "none"
+    assert choices["max_len"]["value"] % 8 == 0 and choices["pooling"]["value"] == "cls"
+    steps_per_epoch = -(-43 // 16)  # 48 rows less the 10% held out, in batches of 16
+    assert done["progress"]["total_steps"] == choices["epochs"]["value"] * steps_per_epoch
+
+
 def test_each_job_runs_in_a_fresh_child_process(production_client, celery_worker, dataset_id, tiny_base_model):
     jobs = [queue_job(production_client, dataset_id, tiny_base_model, TINY_HYPERPARAMETERS) for _ in range(2)]
     for job in jobs:
