@@ -45,8 +45,10 @@ def test_docs_and_openapi_document_every_range(client):
     schema = client.get("/openapi.json").json()
     components = schema["components"]["schemas"]
     hyper = components["Hyperparameters"]["properties"]
-    assert (hyper["epochs"]["minimum"], hyper["epochs"]["maximum"]) == (1, 100)
-    assert hyper["learning_rate"]["exclusiveMinimum"] == 0 and hyper["warmup_ratio"]["exclusiveMaximum"] == 1
+    epochs = {key: value for branch in hyper["epochs"]["anyOf"] for key, value in branch.items()}  # N or "auto"
+    learning_rate = {key: value for branch in hyper["learning_rate"]["anyOf"] for key, value in branch.items()}
+    assert (epochs["minimum"], epochs["maximum"]) == (1, 100) and hyper["epochs"]["default"] == "auto"
+    assert learning_rate["exclusiveMinimum"] == 0 and hyper["warmup_ratio"]["exclusiveMaximum"] == 1
     fraction = components["JobConfig"]["properties"]["eval_fraction"]
     assert (fraction["exclusiveMinimum"], fraction["maximum"]) == (0, 0.5)
     body = schema["paths"]["/jobs"]["post"]["requestBody"]["content"]
