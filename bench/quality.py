@@ -68,7 +68,7 @@ class Sizes:
 FULL = Sizes(sst2=((300, (0,)), (720, (1, 2, 3))), banking77_rows=None, goemotions_rows=None, final=True,
              eval_rows=None)
 QUICK = Sizes(sst2=((300, (0,)),), banking77_rows=1000, goemotions_rows=1000, final=False, eval_rows=1000)
-SMOKE = Sizes(sst2=((40, (0,)), (40, (1, 2, 3))), banking77_rows=800, goemotions_rows=300, final=True, eval_rows=100)
+SMOKE = Sizes(sst2=((40, (0,)), (40, (1, 2, 3))), banking77_rows=800, goemotions_rows=1000, final=True, eval_rows=100)
 
 
 @dataclass
