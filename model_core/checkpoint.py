@@ -198,9 +198,7 @@ def save_model(out_dir: str | Path, model: Classifier, tokenizer: Tokenizer, cfg
         save_file(tensors, tmp / "model.safetensors", metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         if problem_type == MULTI_LABEL:
-            tuned = {label: float((thresholds or {}).get(label, DEFAULT_THRESHOLD)) for label in labels}
-            (tmp / THRESHOLDS_FILE).write_text(json.dumps(tuned, indent=2, ensure_ascii=False) + "\n",
-                                               encoding="utf-8")
+            save_thresholds(tmp, labels, thresholds)
         tokenizer.save(tmp, max_len=max_len)
         if model.pooling == "mean":
             shutil.copyfile(MEAN_POOLING_CODE, tmp / MEAN_POOLING_CODE.name)
@@ -215,6 +213,15 @@ def save_model(out_dir: str | Path, model: Classifier, tokenizer: Tokenizer, cfg
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
+
+
+def save_thresholds(model_dir: Path, labels: list[str], thresholds: dict[str, float] | None) -> None:
+    """Writes a multi-label model's thresholds.json, {label: threshold} in label order (DEFAULT_THRESHOLD for a
+    label `thresholds` lacks), through a temporary file and a rename."""
+    chosen = {label: float((thresholds or {}).get(label, DEFAULT_THRESHOLD)) for label in labels}
+    tmp = model_dir / f".{THRESHOLDS_FILE}.tmp"
+    tmp.write_text(json.dumps(chosen, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(model_dir / THRESHOLDS_FILE)
 
 
 def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> LoadedModel:

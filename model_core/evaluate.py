@@ -6,6 +6,7 @@ probability reaches that label's threshold; thresholds are tuned on held-out exa
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -139,11 +140,12 @@ def _logits(model: Classifier, tokenizer: Tokenizer, examples: Sequence[AnyExamp
 
 
 def evaluate(model: Classifier, tokenizer: Tokenizer, examples: Sequence[AnyExample], labels: list[str],
-             max_len: int, batch_size: int = 64, thresholds: Sequence[float] | None = None) -> dict:
+             max_len: int, batch_size: int = 64, thresholds: Sequence[float] | Literal["tune"] | None = None) -> dict:
     """{"loss", "n", "accuracy", "macro_f1", "per_class", ...} of the model on the examples (loss: LOSSES').
     Single-label: accuracy of the likeliest class, and "confusion". Multi-label (multi_label_metrics): plus
-    "micro_f1" and "thresholds" ({label: threshold}), the given `thresholds` (in label order) or, when None, each
-    tuned on these examples for its label's F1 (tune_thresholds)."""
+    "micro_f1" and "thresholds" ({label: threshold}) the predictions used: the given ones (in label order),
+    DEFAULT_THRESHOLD for every label when None, or with "tune" each tuned on these examples for its label's F1
+    (tune_thresholds)."""
     targets = label_targets(examples, labels, "the evaluation set")
     logits = _logits(model, tokenizer, examples, max_len, batch_size)
     problem_type = problem_type_of(examples)
@@ -152,7 +154,10 @@ def evaluate(model: Classifier, tokenizer: Tokenizer, examples: Sequence[AnyExam
         metrics = classification_metrics(targets, logits.argmax(dim=-1), labels)
     else:
         probabilities = logits.sigmoid()
-        chosen = tune_thresholds(probabilities, targets) if thresholds is None else torch.tensor(thresholds)
+        if thresholds == "tune":
+            chosen = tune_thresholds(probabilities, targets)
+        else:
+            chosen = torch.tensor(thresholds or [DEFAULT_THRESHOLD] * len(labels))
         metrics = {**multi_label_metrics(targets, probabilities >= chosen, labels),
                    "thresholds": dict(zip(labels, chosen.tolist(), strict=True))}
     return {"loss": loss, "n": len(examples), **metrics}

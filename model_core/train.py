@@ -4,9 +4,10 @@ clipping, evaluation with best-model selection, early stopping, and exactly resu
 out_dir/checkpoints/step-<n>/state.pt  model, optimizer, scheduler, RNG and loop state (newest 2 kept)
 out_dir/model/                         the final Hugging Face-compatible model (best eval by macro-F1)
 
-Multi-label examples train the same network with one sigmoid per label (binary cross-entropy). Each evaluation
-tunes every label's threshold on the evaluation set for that label's F1 and reports the metrics at those
-thresholds; the saved model keeps the thresholds of its evaluation (model/thresholds.json).
+Multi-label examples train the same network with one sigmoid per label (binary cross-entropy, the head's biases
+starting at the labels' base rates). Evaluations during training predict a label at probability 0.5; after
+training, each label's threshold is tuned on the evaluation set for that label's F1, saved beside the model
+(model/thresholds.json), and the model's final evaluation is the one at those thresholds.
 
 The "auto" hyperparameters are resolved from the training data first (model_core.auto); the choices are
 reported to `on_start` and in the TrainResult.
@@ -29,10 +30,10 @@ from tqdm import tqdm
 
 from model_core.auto import Choices, class_weights, resolve
 from model_core.base_models import resolve_base_model, resolve_pooling
-from model_core.checkpoint import CheckpointError, load_pretrained_encoder, save_model
-from model_core.config import Device, ModelConfig, Pooling, TrainConfig, with_our_names
+from model_core.checkpoint import CheckpointError, load_model, load_pretrained_encoder, save_model, save_thresholds
+from model_core.config import MULTI_LABEL, Device, ModelConfig, Pooling, TrainConfig, with_our_names
 from model_core.data import AnyExample, DataError, check_problem_type, length_grouped_batches, problem_type_of
-from model_core.evaluate import LOSSES, evaluate, label_targets
+from model_core.evaluate import LOSSES, evaluate, label_matrix, label_targets
 from model_core.model import Classifier
 from model_core.optim import linear_schedule, make_optimizer
 from model_core.tokenization import Tokenizer
@@ -61,7 +62,7 @@ class EvalInfo:
     per_class: dict
     confusion: list[list[int]] | None = None  # single-label
     micro_f1: float | None = None  # multi-label; `accuracy` is then subset (exact-match) accuracy
-    thresholds: dict[str, float] | None = None  # multi-label: each label's threshold, tuned on this evaluation
+    thresholds: dict[str, float] | None = None  # multi-label: the thresholds the predictions used
 
 
 @dataclass
@@ -224,9 +225,19 @@ class Trainer:
         return patience is not None and state.evals_since_best >= patience
 
     def save_final_model(self) -> None:
-        thresholds = self.state.best_eval["thresholds"] if self.state.best_eval is not None else None
         save_model(self.model_dir, self.model, self.tokenizer, self.model_cfg, self.labels, max_len=self.max_len,
-                   problem_type=self.problem_type, thresholds=thresholds)
+                   problem_type=self.problem_type)
+
+    def tune_thresholds(self) -> None:
+        """Multi-label, after training: tunes each label's threshold of the saved (best) model on the evaluation
+        set for that label's F1, saves them beside it, and makes its evaluation the one at those thresholds."""
+        best = load_model(self.model_dir, device=self.device)
+        metrics = evaluate(best.model, best.tokenizer, self.eval, self.labels, self.max_len, EVAL_BATCH_SIZE,
+                           thresholds="tune")
+        metrics.pop("n")
+        save_thresholds(self.model_dir, self.labels, metrics["thresholds"])
+        state = self.state
+        state.best_eval = asdict(EvalInfo(step=state.best_eval["step"], epoch=state.best_eval["epoch"], **metrics))
 
     # --- checkpoints ----------------------------------------------------------------------------
     def run_signature(self) -> dict:
@@ -301,11 +312,23 @@ def build_trainer(train: Sequence[AnyExample], eval: Sequence[AnyExample] | None
     torch.manual_seed(cfg.seed)
     model = Classifier(model_cfg, len(labels), pooling)
     load_pretrained_encoder(model, base_dir)
+    if problem_type_of(train) == MULTI_LABEL:
+        start_at_label_frequencies(model, label_matrix(train, labels, "the training set", known="the given label list"))
     model.to(resolved_device).train()
     return Trainer(model=model, tokenizer=tokenizer, model_cfg=model_cfg, cfg=cfg, labels=labels, train=train,
                    eval=eval, out_dir=Path(out_dir), device=resolved_device,
                    max_len=min(cfg.max_len, model_cfg.max_len), pooling_reason=pooling_reason,
                    choices=choices)
+
+
+def start_at_label_frequencies(model: Classifier, targets: torch.Tensor) -> None:
+    """Sets each label's head bias to the log-odds of its frequency in the (N, L) 0/1 targets, so that training
+    starts at the labels' base rates. From a zero bias, the first steps of binary cross-entropy mostly push every
+    sigmoid down to the rarity of positives, and on GoEmotions that push left the encoder giving every input nearly
+    the same [CLS] features."""
+    frequency = targets.mean(dim=0).clamp(1e-4, 1 - 1e-4)  # (L,) a label never or always true stays finite
+    with torch.no_grad():
+        model.head.bias.copy_(torch.logit(frequency))
 
 
 def finetune(
@@ -336,6 +359,8 @@ def finetune(
     trainer.run(on_step, on_eval, should_stop, progress_bar)
     if eval is None:
         trainer.save_final_model()
+    elif trainer.problem_type == MULTI_LABEL:
+        trainer.tune_thresholds()
     state = trainer.state
     return TrainResult(
         model_dir=trainer.model_dir,

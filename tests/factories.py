@@ -42,8 +42,10 @@ NEGATIVE = ["bad", "awful", "poor", "dull", "boring"]
 FILLER = ["the", "movie", "film", "plot", "was", "really", "a", "very", "and", "it", "actors", "story"]
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 TINY_VOCAB = SPECIALS + POSITIVE + NEGATIVE + FILLER
-# a small multi-label task on the same vocabulary: a sentence has "neg", "pos", both or neither, by its adjectives
-TOPIC_WORDS = {"neg": NEGATIVE, "pos": POSITIVE}
+# a small multi-label task on the same vocabulary: each adjective stands for a set of labels, none for "fine"
+ADJECTIVE_LABELS = {"good": ("pos",), "lovely": ("pos",), "great": ("pos", "strong"), "superb": ("pos", "strong"),
+                    "fine": (), "bad": ("neg",), "poor": ("neg",), "dull": ("neg",), "boring": ("neg",),
+                    "awful": ("neg", "strong")}
 
 
 def make_tiny_base(directory: Path) -> Path:
@@ -70,15 +72,15 @@ def sentiment_examples(n: int, seed: int) -> list[Example]:
 
 
 def topic_examples(n: int, seed: int) -> list[MultiLabelExample]:
-    """Short sentences labeled "neg" and/or "pos" (each with chance 1/2; a quarter have neither) by the kinds of
-    adjective they contain: a multi-label task the tiny base learns in seconds."""
+    """Short sentences like sentiment_examples' with one adjective, labeled with its ADJECTIVE_LABELS: no label,
+    one or two of "neg", "pos" and "strong". A multi-label task the tiny base learns in seconds."""
     rng = random.Random(seed)
     examples = []
     for _ in range(n):
-        labels = tuple(label for label in TOPIC_WORDS if rng.random() < 0.5)
-        words = rng.choices(FILLER, k=rng.randint(1, 3)) + [rng.choice(TOPIC_WORDS[label]) for label in labels]
+        adjective = rng.choice(list(ADJECTIVE_LABELS))
+        words = rng.choices(FILLER, k=rng.randint(1, 8)) + [adjective]
         rng.shuffle(words)
-        examples.append(MultiLabelExample(" ".join(words), None, labels))
+        examples.append(MultiLabelExample(" ".join(words), None, ADJECTIVE_LABELS[adjective]))
     return examples
 
 

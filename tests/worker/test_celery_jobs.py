@@ -65,16 +65,17 @@ def test_multi_label_job_trains_with_its_thresholds_and_predicts_labels(producti
     done = wait_for_job(production_client, job["id"])
     assert done["status"] == "succeeded", done
     evals = production_client.get(f"/jobs/{job['id']}/metrics").json()["eval"]
-    # accuracy is subset accuracy; the model's metrics are those of the best evaluation by macro-F1
+    # accuracy is subset accuracy, at 0.5 during training; the model's metrics are at the thresholds tuned after
     assert {1.0, 2.0} <= {point["epoch"] for point in evals}
     assert all(0 <= point[key] <= 1 for point in evals for key in ("accuracy", "macro_f1"))
     model = production_client.get(f"/models/{done['model_id']}").json()
-    assert model["problem_type"] == "multi_label_classification" and sorted(model["labels"]) == ["neg", "pos"]
-    assert model["metrics"]["eval_macro_f1"] == max(point["macro_f1"] for point in evals)
+    assert model["problem_type"] == "multi_label_classification"
+    assert sorted(model["labels"]) == ["neg", "pos", "strong"]
+    assert model["metrics"]["eval_macro_f1"] >= max(point["macro_f1"] for point in evals)
     assert 0 < model["metrics"]["eval_micro_f1"] <= 1
     prediction = production_client.post("/predict", json={"model": model["id"], "inputs": ["a good film", "dull"]})
     assert prediction.status_code == 200, prediction.text
-    assert all(set(answer) == {"labels", "scores"} and set(answer["labels"]) <= {"neg", "pos"}
+    assert all(set(answer) == {"labels", "scores"} and set(answer["labels"]) <= set(model["labels"])
                for answer in prediction.json()["predictions"])
 
 
