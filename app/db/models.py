@@ -64,6 +64,7 @@ class Dataset(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     path: Mapped[str] = mapped_column(Text)  # the raw uploaded file
+    warnings: Mapped[list | None] = mapped_column(JSON)  # [{"kind", "message", ...}]: data checks at upload
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
     @property
@@ -77,6 +78,7 @@ class Job(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     name: Mapped[str | None] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16), default="train")  # "train" | "evaluate" (model_id on dataset_id)
     status: Mapped[str] = mapped_column(String(16))  # an app.db.jobs.JobStatus, changed only there
     dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id", ondelete="SET NULL"))
     eval_dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id", ondelete="SET NULL"))
@@ -90,6 +92,7 @@ class Job(Base):
     metrics: Mapped[dict] = mapped_column(JSON, default=dict)  # train_loss, eval_loss, eval_accuracy, eval_macro_f1
     model_id: Mapped[str | None] = mapped_column(String(32))  # no FK: a model may be deleted, the job's record stays
     error: Mapped[str | None] = mapped_column(Text)
+    warnings: Mapped[list | None] = mapped_column(JSON)  # [{"kind", "message", ...}]: data checks, model quality
     device: Mapped[str | None] = mapped_column(String(32))
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     attempts: Mapped[int] = mapped_column(Integer, default=0)  # deliveries that took the lease
@@ -127,4 +130,34 @@ class ModelRecord(Base):
     path: Mapped[str] = mapped_column(Text)  # HF-compatible directory
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     deployed: Mapped[bool] = mapped_column(Boolean, default=False)
+    min_confidence: Mapped[float | None] = mapped_column(Float)  # single-label: below it /predict abstains
+    thresholds: Mapped[dict | None] = mapped_column(JSON)  # {label: threshold} set by hand, over the tuned ones
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class Evaluation(Base):
+    """An evaluation report of a model: on its held-out split at the end of training (source "held_out") or on a
+    labeled dataset by an evaluation job (source "dataset")."""
+
+    __tablename__ = "evaluations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    model_id: Mapped[str] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
+    dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id", ondelete="SET NULL"))
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    source: Mapped[str] = mapped_column(String(16))  # "held_out" | "dataset"
+    report: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class Deployment(Base):
+    """One change of the deployed model, newest last: what was deployed, over what, and why."""
+
+    __tablename__ = "deployments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_id: Mapped[str | None] = mapped_column(ForeignKey("models.id", ondelete="SET NULL"))
+    previous_model_id: Mapped[str | None] = mapped_column(String(32))  # no FK: the history outlives deletions
+    reason: Mapped[str] = mapped_column(String(16))  # "manual" | "auto" | "rollback"
+    detail: Mapped[dict | None] = mapped_column(JSON)  # the gate's comparison when one ran
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
