@@ -15,7 +15,7 @@ from app.db import jobs
 from app.db.session import make_session_factory
 from app.errors import install_error_handlers
 from app.metrics import install_metrics
-from app.queue import check_broker, make_celery, send_finetune
+from app.queue import check_broker, make_celery, send_job
 from app.serving.service import PredictionService
 from app.settings import Settings, load_settings
 
@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     celery = make_celery(settings)
     app.state.settings = settings
     app.state.session_factory = make_session_factory(settings.database_url)
-    app.state.enqueue_job = lambda job_id: send_finetune(celery, job_id)
+    app.state.enqueue_job = lambda job_id, kind: send_job(celery, job_id, kind)
     app.state.check_queue = lambda: check_broker(celery)
     install_auth(app, settings)
     install_error_handlers(app)
