@@ -27,6 +27,7 @@ class Predictor:
         self.max_len = loaded.max_len
         self.problem_type = loaded.problem_type
         self.thresholds = loaded.thresholds  # multi-label: each label's threshold, in label order
+        self.temperature = loaded.temperature  # single-label: calibrated probabilities are softmax(logits / T)
         self.device = torch.device(device)
 
     @classmethod
@@ -49,8 +50,9 @@ class Predictor:
         return tokenize_pairs(self.tokenizer, pairs, self.max_len)
 
     def predict_proba(self, pairs: list[tuple[str, str | None]]) -> torch.Tensor:
-        """(N, n_labels) float32 probabilities, in input order: of each class (single-label, rows sum to 1) or of
-        each label independently (multi-label); texts over max_len are truncated."""
+        """(N, n_labels) float32 probabilities, in input order: of each class (single-label, rows sum to 1, calibrated
+        by the model's temperature) or of each label independently (multi-label); texts over max_len are
+        truncated."""
         return self.predict_tokenized(self.tokenize(pairs))
 
     def predict_tokenized(self, encodings: Sequence[Encoding | TokenIds]) -> torch.Tensor:
@@ -63,7 +65,7 @@ class Predictor:
                                 batch.input_mask.to(self.device))  # (N, L)
             if self.problem_type == MULTI_LABEL:
                 return logits.float().sigmoid().cpu()
-            return logits.float().softmax(dim=-1).cpu()
+            return (logits.float() / self.temperature).softmax(dim=-1).cpu()
 
 
 def tokenize_pairs(tokenizer: Tokenizer, pairs: list[tuple[str, str | None]], max_len: int) -> list[Encoding]:
