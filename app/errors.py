@@ -124,6 +124,13 @@ class DatasetFilesGone(Conflict):
         super().__init__(f"the file of dataset {dataset_id} was deleted: upload the data again")
 
 
+class EvaluationDatasetDeleted(Conflict):
+    """Comparing an evaluation whose dataset was deleted: that both were on the same data can no longer be shown."""
+
+    def __init__(self, evaluation_id: str):
+        super().__init__(f"the dataset of evaluation {evaluation_id} was deleted: it cannot be compared")
+
+
 class ModelBeingEvaluated(Conflict):
     """Deleting a model that a queued or running evaluation job reads."""
 

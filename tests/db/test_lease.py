@@ -50,7 +50,7 @@ def test_abandoned_job_is_requeued_then_failed_with_the_reason(session):
         assert jobs.try_acquire_lease(session, "j", f"host-a:{attempt}", lease_seconds=60) is not None
         sent = []
         requeued = jobs.requeue_stale_jobs(session, lease_seconds=0,
-                                           send=lambda job_id, kind: sent.append(job_id))
+                                           send=lambda job_id, kind, sent=sent: sent.append(job_id))
         job = session.get(Job, "j", populate_existing=True)
         if attempt < jobs.MAX_ATTEMPTS:
             assert requeued == sent == ["j"] and job.status == "queued" and job.worker_id is None
