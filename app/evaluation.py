@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from app.db import store
+from app.db import evaluations, store
 from app.db.models import Dataset, Evaluation, ModelRecord
 from app.errors import DatasetFilesGone, DatasetNotFound, GateRefused, ModelUnloadable, Unprocessable
 from app.gate import gate
@@ -57,16 +57,18 @@ def _dataset_evaluations(session: Session, models: list[ModelRecord], dataset: D
                          device: str) -> list[Evaluation]:
     """Each model's stored report on the dataset, the missing ones computed here and stored (at most
     INLINE_MAX_ROWS rows: Unprocessable, nothing computed, beyond)."""
-    stored = [store.dataset_evaluation(session, model.id, dataset.id) for model in models]
+    stored = [evaluations.on_dataset(session, model.id, dataset.id) for model in models]
     missing = [model.id for model, evaluation in zip(models, stored, strict=True) if evaluation is None]
     if missing and dataset.n_rows > INLINE_MAX_ROWS:
         raise Unprocessable(f"dataset {dataset.id} has {dataset.n_rows} rows, more than the {INLINE_MAX_ROWS} the "
                             f"gate evaluates in the request: evaluate model(s) {missing} on it first with POST "
                             "/models/{id}/evaluations; the gate reuses their reports")
     examples = store.read_dataset(dataset).examples if missing else []
-    return [evaluation or store.add_dataset_evaluation(session, model.id, dataset.id,
-                                                       report_of(model, examples, device))
-            for model, evaluation in zip(models, stored, strict=True)]
+    computed = [evaluation or evaluations.add(session, model_id=model.id, report=report_of(model, examples, device),
+                                              source=evaluations.ON_DATASET, dataset_id=dataset.id)
+                for model, evaluation in zip(models, stored, strict=True)]
+    session.commit()
+    return computed
 
 
 def gate_deploy(session: Session, candidate: ModelRecord, dataset_id: str, max_class_drop: float,

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 from app.db.jobs import JobStatus
 from app.db.models import Job, MetricPoint
 from app.gate import DEFAULT_MAX_CLASS_DROP
+from app.serving.schemas import EvaluationOut
 from model_core.config import TrainConfig
 
 MAX_PAGE_LIMIT = 200
@@ -126,6 +127,11 @@ class JobOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     device: str | None
+    warnings: list[dict] = Field(default_factory=list, description='[{"kind", "message", ...}]: e.g. '
+                                 '"below_majority_baseline" when the model does not clearly beat always answering '
+                                 "the most common label.")
+    evaluation_url: str | None = Field(None, description="Where the model's held-out evaluation report is (GET); "
+                                       "null until the job succeeded.")
 
     @classmethod
     def of(cls, job: Job) -> JobOut:
@@ -141,6 +147,8 @@ class JobOut(BaseModel):
             progress=Progress(step=job.step, total_steps=job.total_steps, epoch=job.epoch, fraction=fraction),
             metrics=JobMetrics(**(job.metrics or {})), model_id=job.model_id, error=job.error,
             created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at, device=job.device,
+            warnings=job.warnings or [],
+            evaluation_url=f"/models/{job.model_id}/evaluation" if job.kind == "train" and job.model_id else None,
         )
 
 
@@ -177,20 +185,6 @@ class JobMetricsHistory(BaseModel):
 
 class EvaluationCreate(StrictBody):
     dataset_id: str = Field(description="A labeled dataset whose labels are all the model's.")
-
-
-class EvaluationOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True, protected_namespaces=())
-
-    id: str
-    model_id: str
-    dataset_id: str | None = Field(description="The dataset evaluated on; null once it is deleted (or, held_out, "
-                                   "a split of the training dataset).")
-    job_id: str | None = Field(description="The job that computed it; null when the deploy gate did.")
-    source: Literal["held_out", "dataset"]
-    report: dict = Field(description="model_core/report.py's report: metrics, per_class, confusion_matrix, "
-                         "calibration, coverage, confident_mistakes, baselines, thresholds, warnings.")
-    created_at: datetime
 
 
 class Delta(BaseModel):

@@ -77,15 +77,22 @@ def tokenize_pairs(tokenizer: Tokenizer, pairs: list[tuple[str, str | None]], ma
 
 
 def prediction_row(labels: list[str], probabilities: list[float], all_scores: bool,
-                   thresholds: Sequence[float] | None = None) -> dict:
+                   thresholds: Sequence[float] | None = None, min_confidence: float | None = None) -> dict:
     """One answer of /predict and of the CLI. Single-label: the likeliest label and its probability (+ every
-    label's when all_scores). Multi-label (a model with `thresholds`, in label order): the labels whose probability
-    reaches their threshold, in label order, and every label's probability."""
+    label's when all_scores); given `min_confidence`, "abstained" says whether that probability is below it, and an
+    abstaining answer's label is None and it has every label's probability. Multi-label (a model with `thresholds`,
+    in label order): the labels whose probability reaches their threshold, in label order, and every label's
+    probability."""
     if thresholds is not None:
         chosen = [label for label, p, t in zip(labels, probabilities, thresholds, strict=True) if p >= t]
         return {"labels": chosen, "scores": dict(zip(labels, probabilities, strict=True))}
     best = max(range(len(labels)), key=probabilities.__getitem__)
     row = {"label": labels[best], "score": probabilities[best]}
-    if all_scores:
+    abstained = min_confidence is not None and probabilities[best] < min_confidence
+    if abstained:
+        row["label"] = None
+    if min_confidence is not None:
+        row["abstained"] = abstained
+    if all_scores or abstained:
         row["scores"] = dict(zip(labels, probabilities, strict=True))
     return row

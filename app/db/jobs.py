@@ -21,7 +21,7 @@ from pathlib import Path
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from app.db import store
+from app.db import evaluations, store
 from app.db.models import Evaluation, Job, MetricPoint, ModelRecord, utcnow
 from app.errors import JobFinished
 
@@ -189,9 +189,10 @@ def record_progress(session: Session, job_id: str, worker_id: str, *, step: int,
 
 
 def succeed(session: Session, job_id: str, worker_id: str, *, model_dir: Path, total_steps: int, epoch: float,
-            metrics: dict, device: str) -> ModelRecord | None:
-    """Ends the job as succeeded and registers its model, in one transaction; None (nothing changed) when another
-    worker has taken the job over."""
+            metrics: dict, device: str, report: dict | None = None) -> ModelRecord | None:
+    """Ends the job as succeeded and registers its model, with the model's held-out evaluation `report` (whose
+    warnings join the job's), in one transaction; None (nothing changed) when another worker has taken the job
+    over."""
     job = session.get(Job, job_id, populate_existing=True)
     if job.worker_id != worker_id:
         return None
@@ -199,6 +200,10 @@ def succeed(session: Session, job_id: str, worker_id: str, *, model_dir: Path, t
     job.metrics, job.device, job.finished_at, job.worker_id = metrics, device, utcnow(), None
     record = store.register_model(session, job, model_dir)
     job.model_id = record.id
+    if report is not None:
+        evaluations.add(session, model_id=record.id, report=report, source=evaluations.HELD_OUT,
+                        dataset_id=job.eval_dataset_id, job_id=job.id)
+        job.warnings = [*(job.warnings or []), *report["warnings"]]
     session.commit()
     return record
 
@@ -212,9 +217,8 @@ def succeed_evaluation(session: Session, job_id: str, worker_id: str, *, report:
         return None
     job.status, job.step, job.total_steps, job.metrics = JobStatus.succeeded, total_steps, total_steps, metrics
     job.device, job.finished_at, job.worker_id = device, utcnow(), None
-    evaluation = Evaluation(model_id=job.model_id, dataset_id=job.dataset_id, job_id=job.id, source="dataset",
-                            report=report)
-    session.add(evaluation)
+    evaluation = evaluations.add(session, model_id=job.model_id, report=report, source=evaluations.ON_DATASET,
+                                 dataset_id=job.dataset_id, job_id=job.id)
     session.commit()
     return evaluation
 

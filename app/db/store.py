@@ -1,5 +1,5 @@
-"""Queries the API and the worker share: pages, datasets' files, the model registry, deployments and evaluations
-(the job lifecycle is app.db.jobs)."""
+"""Queries the API and the worker share: pages, datasets' files, the model registry and deployments (the job
+lifecycle is app.db.jobs, evaluation reports app.db.evaluations)."""
 from __future__ import annotations
 
 import json
@@ -9,9 +9,9 @@ from typing import Literal
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
-from app.db.models import Dataset, Deployment, Evaluation, Job, ModelRecord
-from app.errors import DatasetFilesGone, ModelNotFound, NothingToRollBack
-from model_core.config import SINGLE_LABEL
+from app.db.models import Dataset, Deployment, Job, ModelRecord
+from app.errors import DatasetFilesGone, ModelNotFound, NothingToRollBack, Unprocessable
+from model_core.config import MULTI_LABEL, SINGLE_LABEL
 from model_core.data import Table, read_table
 
 DeployReason = Literal["manual", "auto", "rollback"]
@@ -93,18 +93,30 @@ def rollback_target(session: Session) -> str:
     return previous
 
 
-# --- evaluations ---------------------------------------------------------------------------------------------------
 
-def dataset_evaluation(session: Session, model_id: str, dataset_id: str) -> Evaluation | None:
-    """The newest stored report of the model on the dataset (an evaluation job's or the gate's), if any."""
-    return session.scalars(select(Evaluation).where(
-        Evaluation.model_id == model_id, Evaluation.dataset_id == dataset_id, Evaluation.source == "dataset")
-        .order_by(Evaluation.created_at.desc())).first()
-
-
-def add_dataset_evaluation(session: Session, model_id: str, dataset_id: str, report: dict) -> Evaluation:
-    """Stores a report of the model on the dataset computed outside a job (the deploy gate), committed."""
-    evaluation = Evaluation(model_id=model_id, dataset_id=dataset_id, source="dataset", report=report)
-    session.add(evaluation)
+def set_decision_settings(session: Session, record: ModelRecord, changes: dict) -> ModelRecord:
+    """Applies a PATCH's `min_confidence` and `thresholds` (the keys present in `changes`; None clears one) and
+    commits. Unprocessable, with nothing changed, for a setting of the other problem type or thresholds for
+    labels the model lacks or outside [0, 1] (named)."""
+    multi_label = record.problem_type == MULTI_LABEL
+    if changes.get("min_confidence") is not None and multi_label:
+        raise Unprocessable("min_confidence applies to single-label models; a multi-label model decides each label "
+                            "by its threshold: set thresholds")
+    thresholds = changes.get("thresholds")
+    if thresholds is not None:
+        if not multi_label:
+            raise Unprocessable("thresholds apply to multi-label models; a single-label model answers its likeliest "
+                                "label: set min_confidence to let it abstain")
+        unknown = [label for label in thresholds if label not in record.labels]
+        if unknown:
+            raise Unprocessable(f"thresholds for label(s) the model lacks: {', '.join(map(repr, unknown))} (its "
+                                f"labels: {', '.join(map(repr, record.labels))})")
+        outside = [f"{label!r}: {value}" for label, value in thresholds.items() if not 0 <= value <= 1]
+        if outside:
+            raise Unprocessable(f"thresholds must be in [0, 1]: {', '.join(outside)}")
+    for key in ("min_confidence", "thresholds"):
+        if key in changes:
+            setattr(record, key, changes[key])
     session.commit()
-    return evaluation
+    session.refresh(record)
+    return record

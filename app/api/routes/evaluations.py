@@ -21,7 +21,8 @@ from app.db.models import Evaluation
 from app.errors import EvaluationDatasetDeleted, Unprocessable
 from app.evaluation import check_evaluable
 from app.gate import compare
-from app.schemas import EvaluationComparison, EvaluationCreate, EvaluationOut, JobOut, Page
+from app.schemas import EvaluationComparison, EvaluationCreate, JobOut, Page
+from app.serving.schemas import EvaluationOut
 
 router = APIRouter(tags=["evaluations"], dependencies=[Depends(require_admin)])
 
