@@ -99,35 +99,33 @@ def gate_deploy(session: Session, candidate: ModelRecord, dataset_id: str, max_c
     return detail
 
 
-def auto_deploy(session: Session, candidate: ModelRecord, report: dict | None, held_out: Sequence[AnyExample],
-                settings: Settings) -> str:
-    """Deploys a training job's new model as AUTO_DEPLOY says; returns what happened, one line.
+def auto_deploy(session: Session, report: dict | None, held_out: Sequence[AnyExample], job_id: str,
+                settings: Settings) -> tuple[dict | None, str]:
+    """Whether a training job's new model is to be deployed, as AUTO_DEPLOY says: (the "auto" Deployment's detail,
+    or None when it is not; what was decided, one line). `report` is the model's held-out report, on `held_out`.
 
-    never: nothing. first: the candidate when no model is deployed. if_better: that, or over the deployed model
-    when both have the same label set and problem type, and the gate passes (app.gate, default max_class_drop)
-    with both evaluated on the same rows: the job's held-out rows (`held_out`), on which `report` is the
-    candidate's, and on which the deployed model is evaluated here. The Deployment's detail is the comparison.
+    never: not. first: when no model is deployed. if_better: that, or over the deployed model when both have the
+    same label set and problem type, and the gate passes (app.gate, default max_class_drop) with both evaluated on
+    the same rows: the job's held-out rows, on which the deployed model is evaluated here.
     """
     policy = settings.auto_deploy
     if policy == "never":
-        return "not deployed (AUTO_DEPLOY=never)"
+        return None, "not deployed (AUTO_DEPLOY=never)"
     deployed = store.deployed_model(session)
     if deployed is None:
-        store.deploy_model(session, candidate.id, reason="auto", detail={"policy": policy, "deployed_model_id": None})
-        return "deployed: no model was"
+        return {"policy": policy, "deployed_model_id": None}, "deployed: no model was"
     if policy == "first":
-        return f"not deployed: model {deployed.id} is (AUTO_DEPLOY=first)"
-    if set(deployed.labels) != set(candidate.labels) or deployed.problem_type != candidate.problem_type:
-        return f"not deployed: its labels differ from those of the deployed model {deployed.id}"
+        return None, f"not deployed: model {deployed.id} is (AUTO_DEPLOY=first)"
     if report is None:
-        return "not deployed: it has no held-out report to compare"
+        return None, "not deployed: it has no held-out report to compare"
+    if set(deployed.labels) != set(report["labels"]) or deployed.problem_type != report["problem_type"]:
+        return None, f"not deployed: its labels differ from those of the deployed model {deployed.id}"
     try:
         deployed_report = report_of(deployed, held_out, settings.device)
     except (ModelUnloadable, DataError) as error:
-        return f"not deployed: the deployed model {deployed.id} could not be evaluated ({error})"
-    detail = {"policy": policy, "compared_on": f"the {len(held_out)} held-out rows of job {candidate.job_id}",
+        return None, f"not deployed: the deployed model {deployed.id} could not be evaluated ({error})"
+    detail = {"policy": policy, "compared_on": f"the {len(held_out)} held-out rows of job {job_id}",
               "deployed_model_id": deployed.id, **gate(deployed_report, report)}
     if not detail["passed"]:
-        return f"not deployed over model {deployed.id}: " + "; ".join(detail["reasons"])
-    store.deploy_model(session, candidate.id, reason="auto", detail=detail)
-    return f"deployed over model {deployed.id}: the gate passed on its held-out rows"
+        return None, f"not deployed over model {deployed.id}: " + "; ".join(detail["reasons"])
+    return detail, f"deployed over model {deployed.id}: the gate passed on the job's held-out rows"

@@ -154,19 +154,20 @@ def train_table(table: Table, eval_examples: list[AnyExample] | None, eval_fract
 
 def _register(session_factory: SessionFactory, job: Job, worker_id: str, result: TrainResult, settings: Settings,
               held_out: list[AnyExample]) -> None:
-    """Moves the model to ARTIFACT_DIR/models/<id>/, ends the job with it and its held-out evaluation report, and
-    deploys it as AUTO_DEPLOY says, `held_out` being the rows it was evaluated on (app.evaluation.auto_deploy)."""
+    """Moves the model to ARTIFACT_DIR/models/<id>/, decides whether to deploy it as AUTO_DEPLOY says (`held_out`:
+    the rows it was evaluated on; app.evaluation.auto_deploy), then ends the job with it, its held-out evaluation
+    report and that deployment in one transaction: a job seen succeeded has its deployment decided."""
     model_dir = settings.artifact_dir / "models" / new_id()
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(result.model_dir, model_dir)
     with session_factory() as session:
+        deploy_detail, outcome = auto_deploy(session, result.report, held_out, job.id, settings)
         record = jobs.succeed(session, job.id, worker_id, model_dir=model_dir, total_steps=result.total_steps,
                               epoch=result.epoch, metrics=_final_metrics(result),
-                              device=result.device, report=result.report)
+                              device=result.device, report=result.report, deploy_detail=deploy_detail)
         if record is None:  # another worker took the job over
             shutil.rmtree(model_dir, ignore_errors=True)
             return
-        outcome = auto_deploy(session, record, result.report, held_out, settings)
         log.info("job %s: model %s %s", job.id, record.id, outcome)
     shutil.rmtree(settings.artifact_dir / "jobs" / job.id / "checkpoints", ignore_errors=True)
 

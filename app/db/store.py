@@ -61,20 +61,26 @@ def deployed_model(session: Session) -> ModelRecord | None:
 # --- deployments: every change of the deployed model goes through deploy_model ---------------------------------------
 
 def deploy_model(session: Session, model_id: str, *, reason: DeployReason, detail: dict | None = None) -> ModelRecord:
-    """Makes `model_id` the one deployed model (others cleared) and appends a Deployment (`detail`: the gate's
-    comparison when one ran) to the history, in one transaction. Deploying the deployed model changes nothing."""
+    """Makes `model_id` the one deployed model and records it (switch_deployed), committed."""
     record = session.get(ModelRecord, model_id)
     if record is None:
         raise ModelNotFound(model_id)
-    previous = deployed_model(session)
-    if previous is not None and previous.id == model_id:
-        return record
-    session.execute(update(ModelRecord).values(deployed=(ModelRecord.id == model_id)))
-    session.add(Deployment(model_id=model_id, previous_model_id=previous.id if previous else None, reason=reason,
-                           detail=detail))
+    switch_deployed(session, model_id, reason=reason, detail=detail)
     session.commit()
     session.refresh(record)
     return record
+
+
+def switch_deployed(session: Session, model_id: str, *, reason: DeployReason, detail: dict | None = None) -> None:
+    """In the caller's transaction: makes `model_id` (a registered model) the one deployed model, others cleared,
+    and appends a Deployment (`detail`: the gate's comparison when one ran) to the history. Deploying the deployed
+    model changes nothing."""
+    previous = deployed_model(session)
+    if previous is not None and previous.id == model_id:
+        return
+    session.execute(update(ModelRecord).values(deployed=(ModelRecord.id == model_id)))
+    session.add(Deployment(model_id=model_id, previous_model_id=previous.id if previous else None, reason=reason,
+                           detail=detail))
 
 
 def rollback_target(session: Session) -> str:

@@ -1,13 +1,14 @@
 """The promotion gate, the deployment history and rollback, and refused evaluations, over HTTP on a SQLite store
 (the gate evaluates in the request; no worker). AUTO_DEPLOY's policies on the store, as the worker applies them.
 The models: tiny classifiers trained in seconds on clean labels and on swapped ones (tests/factories.py)."""
-import json
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from sqlalchemy import select
 
-from app.db.models import Dataset, Deployment, ModelRecord
+from app.db import store
+from app.db.models import Dataset, Deployment
 from app.db.session import make_session_factory
 from app.evaluation import auto_deploy
 from app.settings import Settings
@@ -164,41 +165,40 @@ def test_an_evaluation_job_is_queued_with_its_kind_and_cancels_like_any(client, 
 
 
 def test_auto_deploy_policies(sqlite_settings, trained):
+    """app.evaluation.auto_deploy's decisions, each applied as the worker's jobs.succeed applies it."""
     session_factory = make_session_factory(sqlite_settings.database_url)
-    artifacts = sqlite_settings.artifact_dir
-    clean, corrupted = (register_copy(session_factory, artifacts, trained[name]) for name in ("clean", "corrupted"))
-    renamed = register_copy(session_factory, artifacts, trained["clean"])
-    renamed_config = artifacts / "models" / renamed / "config.json"
-    with session_factory() as session:  # the same model under other label names: another label set
-        config = json.loads(renamed_config.read_text())
-        config["id2label"] = {key: f"{label}itive" for key, label in config["id2label"].items()}
-        renamed_config.write_text(json.dumps(config))
-        session.get(ModelRecord, renamed).labels = ["positive", "negitive"]
-        session.commit()
-    reports = {model: evaluate_model_dir(artifacts / "models" / model, HELD_OUT) for model in (clean, corrupted)}
+    clean, corrupted = (register_copy(session_factory, sqlite_settings.artifact_dir, trained[name])
+                        for name in ("clean", "corrupted"))
+    reports = {model: evaluate_model_dir(sqlite_settings.artifact_dir / "models" / model, HELD_OUT)
+               for model in (clean, corrupted)}
 
-    def run(model: str, policy: str) -> str:
+    def run(model: str, policy: str, report: dict | None = None) -> str:
         with session_factory() as session:
-            return auto_deploy(session, session.get(ModelRecord, model), reports.get(model), HELD_OUT,
-                               sqlite_settings.model_copy(update={"auto_deploy": policy}))
+            detail, outcome = auto_deploy(session, report or reports[model], HELD_OUT, "job-1",
+                                          sqlite_settings.model_copy(update={"auto_deploy": policy}))
+            if detail is not None:
+                store.deploy_model(session, model, reason="auto", detail=detail)
+            return outcome
 
     def history() -> list[tuple]:
         with session_factory() as session:
-            return [(d.model_id, d.previous_model_id, d.reason) for d in
-                    session.query(Deployment).order_by(Deployment.id)]
+            return [(d.model_id, d.previous_model_id, d.reason, d.detail) for d in
+                    session.scalars(select(Deployment).order_by(Deployment.id))]
 
     assert run(corrupted, "never").startswith("not deployed") and history() == []
-    assert run(corrupted, "first").startswith("deployed") and history() == [(corrupted, None, "auto")]
+    assert run(corrupted, "first") == "deployed: no model was"
+    assert history() == [(corrupted, None, "auto", {"policy": "first", "deployed_model_id": None})]
     assert run(clean, "first").startswith("not deployed") and len(history()) == 1
-    assert "labels differ" in run(renamed, "if_better") and len(history()) == 1
+    other_labels = {**reports[clean], "labels": ["positive", "negative"]}
+    assert "labels differ" in run(clean, "if_better", other_labels) and len(history()) == 1
 
-    assert run(clean, "if_better").startswith("deployed over") and history()[-1] == (clean, corrupted, "auto")
-    with session_factory() as session:
-        detail = session.query(Deployment).order_by(Deployment.id.desc()).first().detail
+    assert run(clean, "if_better").startswith("deployed over")
+    model_id, previous, reason, detail = history()[-1]
+    assert (model_id, previous, reason) == (clean, corrupted, "auto")
     assert detail["passed"] and detail["comparison"]["macro_f1"]["delta"] > 0.5
-    assert "16 held-out rows" in detail["compared_on"]
+    assert detail["compared_on"] == "the 16 held-out rows of job job-1"
     refused = run(corrupted, "if_better")
-    assert refused.startswith("not deployed over") and "macro-F1" in refused and len(history()) == 2
+    assert refused.startswith(f"not deployed over model {clean}") and "macro-F1" in refused and len(history()) == 2
 
     with pytest.raises(ValidationError, match="auto_deploy"):
         Settings(auto_deploy="sometimes")
