@@ -115,4 +115,4 @@ def test_auto_deploy_if_better_keeps_a_worse_model_out_and_deploys_a_better_one(
     newest = production_client.get("/deployments").json()["items"][0]
     assert (newest["model_id"], newest["previous_model_id"], newest["reason"]) == (better["id"], worse["id"],
                                                                                    "auto")
-    assert newest["detail"]["passed"] and newest["detail"]["comparison"]["macro_f1"]["delta"] > 0.5
+    assert newest["detail"]["passed"] and newest["detail"]["comparison"]["macro_f1"]["delta"] > 0.2
