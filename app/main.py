@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 DESCRIPTION = """Fine-tune BERT text classifiers on your labeled TSV/CSV files and serve their predictions.
 
 Upload a dataset (`POST /datasets`), queue a job (`POST /jobs`), follow it (`GET /jobs/{id}/events`),
-then `POST /predict` with the model it trained (deployed automatically when none is)."""
+then `POST /predict` with the model it trained (deployed automatically as AUTO_DEPLOY says). Evaluate models on
+new data (`POST /models/{id}/evaluations`), deploy behind a promotion gate, roll back (`POST /deployments/rollback`)."""
 
 
 def reaper_interval(settings: Settings) -> float:
