@@ -17,7 +17,7 @@ from model_core.checkpoint import load_model
 from model_core.evaluate import predict_logits
 from model_core.report import build_report
 from model_core.train import TrainingStopped, resolve_device
-from worker.training import Heartbeat, ProgressRecorder, SessionFactory, run_leased
+from worker.training import Heartbeat, ProgressRecorder, SessionFactory, job_row, run_leased
 
 CHUNK_ROWS = 256
 BATCH_SIZE = 64
@@ -27,13 +27,8 @@ def run_evaluation_job(job_id: str, settings: Settings, session_factory: Session
     """One delivery of the evaluation job `job_id`."""
     def work(job: Job, worker_id: str, heartbeat: Heartbeat) -> None:
         with session_factory() as session:
-            model = session.get(ModelRecord, job.model_id) if job.model_id else None
-            dataset = session.get(Dataset, job.dataset_id) if job.dataset_id else None
-            if model is None:
-                raise ValueError("the job's model was deleted")
-            if dataset is None:
-                raise ValueError("the job's dataset was deleted")
-            examples = store.read_dataset(dataset).examples
+            model = job_row(session, ModelRecord, job.model_id, "model")
+            examples = store.read_dataset(job_row(session, Dataset, job.dataset_id, "dataset")).examples
         device = resolve_device(settings.device)
         loaded = load_model(model.path, device=device)
         chunks = [examples[start:start + CHUNK_ROWS] for start in range(0, len(examples), CHUNK_ROWS)]

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -33,6 +34,7 @@ TRAIN_POINT_EVERY = 10
 PROGRESS_FLUSH_S = 2.0
 MAX_ERROR_CHARS = 2000
 SessionFactory = Callable[[], Session]
+Row = TypeVar("Row")
 
 
 class Heartbeat(threading.Thread):
@@ -185,6 +187,14 @@ def _final_metrics(result: TrainResult) -> dict:
 Work = Callable[[Job, str, Heartbeat], None]  # (the leased job, this worker's id, its heartbeat)
 
 
+def job_row(session: Session, table: type[Row], key: str | None, what: str) -> Row:
+    """A row the job reads (its dataset, its model); ValueError, which fails the job, when it was deleted."""
+    row = session.get(table, key) if key else None
+    if row is None:
+        raise ValueError(f"the job's {what} was deleted")
+    return row
+
+
 def run_leased(job_id: str, settings: Settings, session_factory: SessionFactory, work: Work, what: str) -> None:
     """One delivery of a job of any kind: takes the lease (or drops the delivery), runs `work` while a heartbeat
     renews the lease, and ends the job cancelled when `work` stops at a cancel (TrainingStopped), failed with the
@@ -217,10 +227,8 @@ def run_job(job_id: str, settings: Settings, session_factory: SessionFactory) ->
     """One delivery of a fine-tuning job."""
     def work(job: Job, worker_id: str, heartbeat: Heartbeat) -> None:
         with session_factory() as session:
-            train_set = session.get(Dataset, job.dataset_id) if job.dataset_id else None
+            train_set = job_row(session, Dataset, job.dataset_id, "dataset")
             eval_set = session.get(Dataset, job.eval_dataset_id) if job.eval_dataset_id else None
-        if train_set is None:
-            raise ValueError("the job's dataset was deleted")
         table = store.read_dataset(train_set)
         eval_examples = None if eval_set is None else store.read_dataset(eval_set).examples
         recorder = ProgressRecorder(session_factory, job_id, worker_id)
