@@ -163,14 +163,15 @@ def _register(session_factory: SessionFactory, job: Job, worker_id: str, result:
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(result.model_dir, model_dir)
     with session_factory() as session:
-        deploy_detail, outcome = auto_deploy(session, result.report, held_out, job.id, settings)
+        deployment = auto_deploy(session, result.report, held_out, job.id, settings)
         record = jobs.succeed(session, job.id, worker_id, model_dir=model_dir, total_steps=result.total_steps,
                               epoch=result.epoch, metrics=_final_metrics(result),
-                              device=result.device, report=result.report, deploy_detail=deploy_detail)
+                              device=result.device, report=result.report, deploy_detail=deployment.detail,
+                              warnings=[deployment.warning] if deployment.warning else [])
         if record is None:  # another worker took the job over
             shutil.rmtree(model_dir, ignore_errors=True)
             return
-        log.info("job %s: model %s %s", job.id, record.id, outcome)
+        log.info("job %s: model %s %s", job.id, record.id, deployment.outcome)
     shutil.rmtree(settings.artifact_dir / "jobs" / job.id / "checkpoints", ignore_errors=True)
 
 

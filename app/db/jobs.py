@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -189,11 +189,11 @@ def record_progress(session: Session, job_id: str, worker_id: str, *, step: int,
 
 
 def succeed(session: Session, job_id: str, worker_id: str, *, model_dir: Path, total_steps: int, epoch: float,
-            metrics: dict, device: str, report: dict | None = None,
-            deploy_detail: dict | None = None) -> ModelRecord | None:
+            metrics: dict, device: str, report: dict | None = None, deploy_detail: dict | None = None,
+            warnings: Sequence[dict] = ()) -> ModelRecord | None:
     """Ends the job as succeeded and registers its model, with the model's held-out evaluation `report` (whose
-    warnings join the job's) and, given `deploy_detail`, deploys it (an "auto" Deployment with that detail), in one
-    transaction; None (nothing changed) when another worker has taken the job over."""
+    warnings join the job's, with `warnings`) and, given `deploy_detail`, deploys it (an "auto" Deployment with
+    that detail), in one transaction; None (nothing changed) when another worker has taken the job over."""
     job = session.get(Job, job_id, populate_existing=True)
     if job.worker_id != worker_id:
         return None
@@ -205,6 +205,8 @@ def succeed(session: Session, job_id: str, worker_id: str, *, model_dir: Path, t
         evaluations.add(session, model_id=record.id, report=report, source=evaluations.HELD_OUT,
                         dataset_id=job.eval_dataset_id, job_id=job.id)
         job.warnings = [*(job.warnings or []), *report["warnings"]]
+    if warnings:
+        job.warnings = [*(job.warnings or []), *warnings]
     if deploy_detail is not None:
         store.switch_deployed(session, record.id, reason="auto", detail=deploy_detail)
     session.commit()

@@ -174,11 +174,12 @@ def test_auto_deploy_policies(sqlite_settings, trained):
 
     def run(model: str, policy: str, report: dict | None = None) -> str:
         with session_factory() as session:
-            detail, outcome = auto_deploy(session, report or reports[model], HELD_OUT, "job-1",
-                                          sqlite_settings.model_copy(update={"auto_deploy": policy}))
-            if detail is not None:
-                store.deploy_model(session, model, reason="auto", detail=detail)
-            return outcome
+            decided = auto_deploy(session, report or reports[model], HELD_OUT, "job-1",
+                                  sqlite_settings.model_copy(update={"auto_deploy": policy}))
+            if decided.detail is not None:
+                store.deploy_model(session, model, reason="auto", detail=decided.detail)
+            assert (decided.warning is not None) == decided.outcome.startswith("not deployed over")
+            return decided.outcome
 
     def history() -> list[tuple]:
         with session_factory() as session:
