@@ -30,6 +30,16 @@ class Page(BaseModel, Generic[T]):
     offset: int
 
 
+class WarningOut(BaseModel):
+    """Something a person should know about a dataset or a job; nothing was refused for it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    kind: str = Field(description="What it is about, e.g. duplicate_texts, label_conflicts, train_eval_overlap; "
+                      "the kinds and their fields are in the README.")
+    message: str = Field(description="One sentence: what was found, where, and what to do about it.")
+
+
 # --- datasets ------------------------------------------------------------------------------------------------------
 
 class DatasetOut(BaseModel):
@@ -51,6 +61,9 @@ class DatasetOut(BaseModel):
     filename: str
     format: str = Field(description="tsv or csv")
     size_bytes: int
+    warnings: list[WarningOut] | None = Field(description="The data checks of the upload (duplicates, label "
+                                              "conflicts, small classes, short texts), each with the file lines "
+                                              "concerned; [] when none; null for a dataset stored before the checks.")
 
 
 # --- jobs ----------------------------------------------------------------------------------------------------------
@@ -123,6 +136,9 @@ class JobOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     device: str | None
+    warnings: list[WarningOut] | None = Field(description="The data checks of the job's rows: the datasets' "
+                                              "warnings, what dedupe dropped, evaluation rows that repeat a training "
+                                              "text; null until the job starts.")
 
     @classmethod
     def of(cls, job: Job) -> JobOut:
@@ -137,6 +153,7 @@ class JobOut(BaseModel):
             progress=Progress(step=job.step, total_steps=job.total_steps, epoch=job.epoch, fraction=fraction),
             metrics=JobMetrics(**(job.metrics or {})), model_id=job.model_id, error=job.error,
             created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at, device=job.device,
+            warnings=job.warnings,
         )
 
 

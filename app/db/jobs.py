@@ -152,10 +152,11 @@ def _held(job_id: str, worker_id: str):
 # --- what the lease holder records ------------------------------------------------------------------------------------
 
 def record_start(session: Session, job_id: str, worker_id: str, total_steps: int, device: str,
-                 auto_choices: dict) -> None:
-    """Training started: its planned steps, its device and what its "auto" hyperparameters became."""
+                 auto_choices: dict, warnings: list[dict]) -> None:
+    """Training started: its planned steps, its device, what its "auto" hyperparameters became, and the warnings
+    of the data checks of its rows (a later delivery's replace an earlier one's: they are the same)."""
     session.execute(_held(job_id, worker_id).values(total_steps=total_steps, device=device,
-                                                    auto_choices=auto_choices))
+                                                    auto_choices=auto_choices, warnings=warnings))
     session.commit()
 
 
