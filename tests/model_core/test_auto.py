@@ -68,7 +68,9 @@ def test_epochs_give_small_sets_enough_steps_within_bounds(rows):
     if cfg.epochs < auto.MAX_EPOCHS:  # the cap aside, the run has at least MIN_STEPS steps, and not an epoch more
         assert cfg.epochs * steps_per_epoch >= auto.MIN_STEPS or cfg.epochs == auto.MIN_EPOCHS
         assert (cfg.epochs - 1) * steps_per_epoch < auto.MIN_STEPS or cfg.epochs == auto.MIN_EPOCHS
-    assert cfg.batch_size == (auto.SMALL_BATCH if rows < auto.LARGE_DATA_ROWS else auto.LARGE_BATCH)
+    small = rows < auto.LARGE_DATA_ROWS
+    assert cfg.batch_size == (auto.SMALL_BATCH if small else auto.LARGE_BATCH)
+    assert cfg.learning_rate == (auto.SMALL_DATA_LEARNING_RATE if small else auto.LARGE_DATA_LEARNING_RATE)
     assert cfg.early_stopping_patience == auto.PATIENCE
 
 
