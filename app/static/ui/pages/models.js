@@ -1,0 +1,174 @@
+// Models: the list (and the deployment history), and one model's page: its evaluation report, deploy (with the
+// promotion gate where the server has one), rollback, download, and a predict box with every class's score.
+import {ApiError, download, get, isForbidden, send} from "../api.js";
+import {badge, errorBox, fmt, go, h, notAvailable, shortId, table, toast} from "../dom.js";
+import {renderReport} from "../report.js";
+
+/** Whether the server documents `method path` (the admin key's schema); null when this key cannot read it. */
+export function hasRoute(schema, method, path) {
+  return schema ? Boolean(schema.paths[path]?.[method]) : null;
+}
+
+async function deploymentsSection(schema) {
+  if (!hasRoute(schema, "get", "/deployments")) return h("section", {}, h("h2", {}, "Deployments"), notAvailable("The deployment history"));
+  const history = await get("/deployments");
+  const items = history.items ?? history;
+  return h("section", {}, h("h2", {}, "Deployments"), items.length ? table(["when", "model", "previous", "reason"],
+    items.map((d) => [fmt.date(d.created_at), h("a", {href: `#/models/${d.model_id}`}, d.model_id.slice(0, 8)),
+      d.previous_model_id ? d.previous_model_id.slice(0, 8) : "–", d.reason])) : h("p", {class: "note"}, "None yet."));
+}
+
+export async function modelsPage({who}) {
+  const page = await get("/models?limit=200");
+  const rows = page.items.map((m) => [
+    h("a", {href: `#/models/${m.id}`}, m.id.slice(0, 8)), m.deployed ? badge("deployed") : "",
+    m.base_model.split("/").pop(), String(m.labels.length), fmt.num(m.metrics?.eval_accuracy),
+    fmt.num(m.metrics?.eval_macro_f1), fmt.date(m.created_at)]);
+  return [
+    h("h1", {}, "Models"),
+    rows.length ? table(["model", "", "base model", "labels", "accuracy", "macro-F1", "created"], rows,
+      {caption: `${page.total} models`, numeric: [3, 4, 5]}) : h("p", {class: "note"}, "No models yet: train one."),
+    who.role === "admin" ? await deploymentsSection(who.schema) : null,
+  ];
+}
+
+// --- predict ----------------------------------------------------------------------------------------------------
+
+/** Every class's score as a bar, highest first; the predicted class(es) marked. */
+function scoreBars(prediction) {
+  const chosen = new Set(prediction.labels ?? (prediction.label === null ? [] : [prediction.label]));
+  const scores = Object.entries(prediction.scores).sort((a, b) => b[1] - a[1]);
+  const answer = prediction.labels ? (prediction.labels.length ? prediction.labels.join(", ") : "no label")
+    : prediction.abstained ? "abstained (below the model's min_confidence)" : prediction.label;
+  return h("div", {class: "prediction"},
+    h("p", {}, "Prediction: ", h("strong", {id: "predicted-label"}, answer)),
+    h("ul", {class: "scores", "aria-label": "Scores of every class"}, scores.map(([label, score]) =>
+      h("li", {class: chosen.has(label) ? "chosen" : null},
+        h("span", {}, label), h("span", {class: "bar", "aria-hidden": "true"}, h("span", {style: `width: ${(100 * score).toFixed(1)}%`})),
+        h("span", {class: "num"}, fmt.pct(score))))));
+}
+
+function predictBox(model) {
+  const text = h("textarea", {id: "predict-text", rows: "3", required: true});
+  const pair = h("input", {type: "text", id: "predict-pair"});
+  const result = h("div", {"aria-live": "polite", id: "predict-result"});
+  const form = h("form", {class: "panel", "aria-labelledby": "predict-title"},
+    h("h2", {id: "predict-title"}, "Try it"),
+    h("label", {for: "predict-text"}, "Text"), text,
+    h("label", {for: "predict-pair"}, "Text pair (optional)"), pair,
+    h("p", {}, h("button", {type: "submit"}, "Predict")), result);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const input = pair.value ? {text: text.value, text_pair: pair.value} : text.value;
+    try {
+      const answer = await send("POST", "/predict", {model: model.id, inputs: [input], return_all_scores: true});
+      result.replaceChildren(scoreBars(answer.predictions[0]));
+    } catch (error) {
+      result.replaceChildren(errorBox(error));
+    }
+  });
+  return form;
+}
+
+// --- deploy, rollback, download ---------------------------------------------------------------------------------
+
+/** A button whose action may be refused: a 403 disables it and says why; other errors show next to it. */
+function action(label, run, {cls = null, id = null} = {}) {
+  const out = h("span", {"aria-live": "polite"});
+  const button = h("button", {type: "button", class: cls, id, onclick: async () => {
+    button.disabled = true;
+    out.replaceChildren();
+    try {
+      await run(out);
+      button.disabled = false;
+    } catch (error) {
+      out.replaceChildren(errorBox(isForbidden(error) ? "Your key's role may not do this." : error));
+      button.disabled = isForbidden(error);
+    }
+  }}, label);
+  return h("div", {class: "action"}, button, out);
+}
+
+/** The gate's refusal (409) lists the per-class deltas; show them as a table when present. */
+function refusal(error) {
+  const deltas = error instanceof ApiError ? error.detail?.per_class : null;
+  return h("div", {}, errorBox(error), Array.isArray(deltas) ? table(Object.keys(deltas[0] ?? {}),
+    deltas.map((row) => Object.values(row).map((v) => (typeof v === "number" ? fmt.num(v) : String(v))))) : null);
+}
+
+async function actions(model, who) {
+  const schema = who.schema;
+  const deployPath = "/models/{model_id}/deploy";
+  const gated = Boolean(schema?.paths[deployPath]?.post?.requestBody);
+  const items = [];
+  if (!model.deployed) {
+    const require = h("input", {type: "checkbox", id: "gate-require"});
+    const onDataset = h("select", {id: "gate-dataset"}, h("option", {value: ""}, "(reuse the stored reports)"));
+    if (gated) {
+      const datasets = await get("/datasets?limit=200");
+      onDataset.append(...datasets.items.map((d) => h("option", {value: d.id}, d.name)));
+    }
+    items.push(h("div", {class: "panel"},
+      gated ? h("div", {class: "row"}, h("label", {class: "inline"}, require, "Only if better than the deployed model"),
+        h("label", {for: "gate-dataset"}, "on"), onDataset) : null,
+      action("Deploy", async (out) => {
+        const body = require.checked ? {require_better_than_deployed: true, ...(onDataset.value ? {on_dataset: onDataset.value} : {})} : undefined;
+        try {
+          await send("POST", `/models/${model.id}/deploy`, body);
+        } catch (error) {
+          if (error.status === 409) { out.replaceChildren(refusal(error)); return; }
+          throw error;
+        }
+        toast(`Model ${model.id.slice(0, 8)} deployed`);
+        go(`#/models/${model.id}`);
+      }, {id: "deploy"})));
+  }
+  if (model.deployed && hasRoute(schema, "post", "/models/{model_id}/rollback")) {
+    items.push(action("Roll back to the previous model", async () => {
+      const previous = await send("POST", `/models/${model.id}/rollback`);
+      toast("Rolled back");
+      go(`#/models/${previous?.id ?? model.id}`);
+    }, {cls: "secondary", id: "rollback"}));
+  }
+  items.push(action("Download (.tar.gz)", () => download(`/models/${model.id}/download`, `model-${model.id}.tar.gz`),
+    {cls: "secondary", id: "download"}));
+  return h("div", {class: "row"}, items);
+}
+
+async function reportSection(model, who) {
+  const section = h("section", {"aria-labelledby": "report-title"}, h("h2", {id: "report-title"}, "Evaluation report"));
+  if (hasRoute(who.schema, "get", "/models/{model_id}/evaluation") === false) {
+    section.append(notAvailable("Evaluation reports"));
+    return section;
+  }
+  try {
+    const evaluation = await get(`/models/${model.id}/evaluation`);
+    section.append(h("p", {class: "note"}, `On the ${evaluation.source === "held_out" ? "held-out rows" : "dataset"}`,
+      ` of ${evaluation.job_id ? "job " : ""}`, evaluation.job_id ? h("a", {href: `#/jobs/${evaluation.job_id}`},
+        evaluation.job_id.slice(0, 8)) : "", `, ${fmt.date(evaluation.created_at)}.`), renderReport(evaluation.report));
+  } catch (error) {
+    section.append(isForbidden(error) ? h("p", {class: "note"}, "Your key's role may not read reports.")
+      : error.status === 404 ? h("p", {class: "note"}, "This model has no report (trained before reports existed?).")
+        : errorBox(error));
+  }
+  return section;
+}
+
+export async function modelPage({args: [id], who}) {
+  const model = await get(`/models/${id}`);
+  const admin = who.role === "admin";
+  return [
+    h("h1", {}, "Model ", shortId(model.id), " ", model.deployed ? badge("deployed") : ""),
+    h("dl", {class: "facts panel"},
+      h("dt", {}, "Base model"), h("dd", {}, model.base_model),
+      h("dt", {}, "Kind"), h("dd", {}, (model.problem_type ?? "").replaceAll("_", " ")),
+      h("dt", {}, "Labels"), h("dd", {}, model.labels.join(", ")),
+      h("dt", {}, "Metrics"), h("dd", {}, Object.entries(model.metrics ?? {}).map(([k, v]) => `${k} ${fmt.num(v)}`).join(", ")),
+      h("dt", {}, "Job"), h("dd", {}, admin && model.job_id ? h("a", {href: `#/jobs/${model.job_id}`}, model.job_id.slice(0, 8)) : model.job_id ?? "–"),
+      h("dt", {}, "Size"), h("dd", {}, fmt.bytes(model.size_bytes)),
+      h("dt", {}, "Created"), h("dd", {}, fmt.date(model.created_at))),
+    admin ? await actions(model, who) : h("p", {class: "note"}, "A predict key may try the model; deploying and downloading need an admin key."),
+    predictBox(model),
+    await reportSection(model, who),
+  ];
+}
