@@ -93,10 +93,14 @@ async function render() {
   }
 }
 
+/** aria-current on the nav link of this page: the longest link the hash starts with. */
 function markCurrent(hash) {
-  for (const link of document.querySelectorAll("nav a")) {
-    const current = hash === link.getAttribute("href") || hash.startsWith(`${link.getAttribute("href")}/`);
-    if (current) link.setAttribute("aria-current", "page");
+  const links = [...document.querySelectorAll("nav a[href^='#']")];
+  const matches = (link) => hash === link.getAttribute("href") || hash.startsWith(`${link.getAttribute("href")}/`)
+    || hash.startsWith(`${link.getAttribute("href")}?`);
+  const current = links.filter(matches).sort((a, b) => b.getAttribute("href").length - a.getAttribute("href").length)[0];
+  for (const link of links) {
+    if (link === current) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
 }

@@ -49,9 +49,10 @@ function chart(title, series, {axes, scales = {}, options = {}}) {
   };
 }
 
-/** A line chart over a numeric x axis. */
-export function lineChart(title, series, axes, yRange) {
-  return chart(title, series, {axes, scales: yRange ? {y: {range: yRange}} : {}});
+/** A line chart over a numeric x axis; `yRange` fixes the y axis, `yFormat` writes its values. */
+export function lineChart(title, series, axes, {yRange, yFormat} = {}) {
+  return chart(title, series, {axes, scales: yRange ? {y: {range: yRange}} : {},
+    options: yFormat ? {axes: [{label: axes[0]}, {label: axes[1], size: 60, values: (_, ticks) => ticks.map(yFormat)}]} : {}});
 }
 
 /** A bar chart of {name: count}: bars by uPlot's bar path builder, the names on the x axis; a table twin. */

@@ -47,7 +47,7 @@ function calibration(report) {
   const used = c.reliability.filter((bin) => bin.count > 0);
   const chart = lineChart("Reliability diagram (after temperature scaling)",
     [{label: "perfect calibration", dash: [6, 4], color: "#555e68"}, {label: "accuracy", points: true}],
-    ["confidence", "accuracy"], [0, 1]);
+    ["confidence", "accuracy"], {yRange: [0, 1]});
   chart.setData(merge([[0, 0], [1, 1]], used.map((bin) => [bin.confidence, bin.accuracy])));
   chart.note(`ECE ${fmt.num(c.ece_before)} before, ${fmt.num(c.ece_after)} after temperature ${fmt.num(c.temperature, 2)}`);
   return h("div", {},

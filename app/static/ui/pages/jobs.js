@@ -78,8 +78,8 @@ function schemaField(name, property, id = `hp-${name}`) {
   const initial = property.default === null ? NONE : typeof property.default === "number" ? VALUE : property.default;
   const mode = h("select", {id, name: `${name}-mode`, ...described}, modes.map((m) => h("option",
     {value: m, selected: m === initial}, m === VALUE ? `a number, ${rangeText(number)}` : m)));
-  const sync = () => { input.disabled = mode.value !== VALUE; input.required = mode.value === VALUE; };
-  mode.addEventListener("change", () => { sync(); if (!input.disabled) input.focus(); });
+  const sync = () => { input.hidden = mode.value !== VALUE; input.required = mode.value === VALUE; };
+  mode.addEventListener("change", () => { sync(); if (!input.hidden) input.focus(); });
   sync();
   return {
     element: h("div", {class: "field"}, h("label", {for: id}, title), h("div", {class: "field-inputs"}, mode, input), hint),
@@ -188,8 +188,9 @@ class JobView {
     this.message = h("div");
     this.loss = lineChart("Loss", [{label: "train loss"}, {label: "eval loss", points: true}], ["step", "loss"]);
     this.metrics = lineChart("Eval metrics", [{label: "accuracy", points: true}, {label: "macro-F1", points: true}],
-      ["step", "score"], [0, 1]);
-    this.lr = lineChart("Learning-rate schedule", [{label: "learning rate"}], ["step", "learning rate"]);
+      ["step", "score"], {yRange: [0, 1]});
+    this.lr = lineChart("Learning-rate schedule", [{label: "learning rate"}], ["step", "learning rate"],
+      {yFormat: (v) => (v === 0 ? "0" : v.toExponential(1))});
     this.element = h("div", {},
       h("h1", {}, "Job ", shortId(job.id), job.name ? ` ${job.name}` : ""),
       h("section", {"aria-label": "Status"},
