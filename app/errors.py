@@ -100,6 +100,13 @@ class ModelFilesGone(NotFound):
         super().__init__(f"the files of model {model_id} are gone")
 
 
+class NoHeldOutEvaluation(NotFound):
+    """A model without a held-out evaluation report (registered before reports existed, or trained elsewhere)."""
+
+    def __init__(self, model_id: str):
+        super().__init__(f"model {model_id} has no held-out evaluation report")
+
+
 class JobFinished(Conflict):
     """A cancel for a job that already ended."""
 

@@ -123,6 +123,11 @@ class JobOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     device: str | None
+    warnings: list[dict] = Field(default_factory=list, description='[{"kind", "message", ...}]: e.g. '
+                                 '"below_majority_baseline" when the model does not clearly beat always answering '
+                                 "the most common label.")
+    evaluation_url: str | None = Field(None, description="Where the model's held-out evaluation report is (GET); "
+                                       "null until the job succeeded.")
 
     @classmethod
     def of(cls, job: Job) -> JobOut:
@@ -137,6 +142,8 @@ class JobOut(BaseModel):
             progress=Progress(step=job.step, total_steps=job.total_steps, epoch=job.epoch, fraction=fraction),
             metrics=JobMetrics(**(job.metrics or {})), model_id=job.model_id, error=job.error,
             created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at, device=job.device,
+            warnings=job.warnings or [],
+            evaluation_url=f"/models/{job.model_id}/evaluation" if job.kind == "train" and job.model_id else None,
         )
 
 

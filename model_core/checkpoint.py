@@ -9,6 +9,8 @@ transformers class its config.json names (see save_model).
 
 A multi-label classifier's config.json says `"problem_type": "multi_label_classification"` (transformers then
 applies BCEWithLogitsLoss), and thresholds.json beside it holds each label's threshold ({label: threshold}).
+A single-label classifier's calibration.json holds its temperature ({"temperature": T}): its calibrated
+probabilities are softmax(logits / T). Without the file T is 1.
 """
 from __future__ import annotations
 
@@ -52,6 +54,7 @@ MEAN_POOLING_HF_CONFIG = {
     "model_type": MEAN_POOLING_MODEL_TYPE,
 }
 THRESHOLDS_FILE = "thresholds.json"  # a multi-label model's {label: threshold}
+CALIBRATION_FILE = "calibration.json"  # a single-label model's {"temperature": T}
 
 
 class CheckpointError(ValueError):
@@ -67,6 +70,7 @@ class LoadedModel:
     max_len: int  # tokens per input the model was fine-tuned with
     problem_type: ProblemType = SINGLE_LABEL
     thresholds: list[float] | None = None  # multi-label: each label's threshold, in class-id order
+    temperature: float = 1.0  # single-label: probabilities are softmax(logits / temperature)
 
 
 def hf_names(model: Classifier) -> dict[str, list[str]]:
@@ -248,8 +252,9 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> Loa
     if max_len is None or not 3 <= max_len <= cfg.max_len:
         max_len = cfg.max_len
     thresholds = read_thresholds(model_dir, labels) if problem_type == MULTI_LABEL else None
+    temperature = read_temperature(model_dir) if problem_type == SINGLE_LABEL else 1.0
     return LoadedModel(model=model, tokenizer=tokenizer, cfg=cfg, labels=labels, max_len=max_len,
-                       problem_type=problem_type, thresholds=thresholds)
+                       problem_type=problem_type, thresholds=thresholds, temperature=temperature)
 
 
 def read_problem_type(hf_config: dict, where: str) -> ProblemType:
@@ -276,6 +281,27 @@ def read_thresholds(model_dir: Path, labels: list[str]) -> list[float]:
     if not valid:
         raise CheckpointError(f"{path}: expected a threshold in [0, 1] for each label of config.json")
     return [float(thresholds[label]) for label in labels]
+
+
+def save_temperature(model_dir: Path, temperature: float) -> None:
+    """Writes a single-label model's calibration.json through a temporary file and a rename."""
+    tmp = model_dir / f".{CALIBRATION_FILE}.tmp"
+    tmp.write_text(json.dumps({"temperature": float(temperature)}, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(model_dir / CALIBRATION_FILE)
+
+
+def read_temperature(model_dir: Path) -> float:
+    """calibration.json's temperature (> 0); 1 without the file (a model from elsewhere, or saved before)."""
+    path = model_dir / CALIBRATION_FILE
+    if not path.is_file():
+        return 1.0
+    try:
+        temperature = json.loads(path.read_text(encoding="utf-8")).get("temperature")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as e:
+        raise CheckpointError(f"cannot read {path}: {e}") from None
+    if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not temperature > 0:
+        raise CheckpointError(f"{path}: expected {{\"temperature\": a number > 0}}")
+    return float(temperature)
 
 
 def read_labels(hf_config: dict, where: str) -> list[str]:

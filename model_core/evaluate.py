@@ -55,14 +55,16 @@ def label_targets(examples: Sequence[AnyExample], labels: list[str], what: str,
 
 def _per_label(true_positives: torch.Tensor, predicted: torch.Tensor, support: torch.Tensor,
                labels: list[str]) -> dict:
-    """{"macro_f1", "per_class"} from per-label counts (L,) of true positives, predictions and true rows; macro-F1
-    averages the labels that are true or predicted at least once."""
+    """{"macro_f1", "weighted_f1", "per_class"} from per-label counts (L,) of true positives, predictions and true
+    rows; macro-F1 averages the labels that are true or predicted at least once, weighted-F1 weighs each label's F1
+    by its support."""
     precision = torch.where(predicted > 0, true_positives / predicted.clamp(min=1), 0.0)
     recall = torch.where(support > 0, true_positives / support.clamp(min=1), 0.0)
     f1 = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall).clamp(min=1e-12), 0.0)
     present = (support + predicted) > 0
     return {
         "macro_f1": f1[present].mean().item() if present.any() else 0.0,
+        "weighted_f1": ((f1 * support).sum() / support.sum()).item() if support.sum() > 0 else 0.0,
         "per_class": {
             label: {"precision": precision[i].item(), "recall": recall[i].item(), "f1": f1[i].item(),
                     "support": int(support[i].item())}
@@ -72,7 +74,7 @@ def _per_label(true_positives: torch.Tensor, predicted: torch.Tensor, support: t
 
 
 def classification_metrics(targets: torch.Tensor, predictions: torch.Tensor, labels: list[str]) -> dict:
-    """accuracy, macro-F1 (over the classes that occur in targets or predictions), per-class
+    """accuracy, macro-F1 (over the classes that occur in targets or predictions), weighted-F1, per-class
     precision/recall/F1/support and the confusion matrix (rows: true class, columns: predicted)."""
     n_classes = len(labels)
     confusion = torch.bincount(targets * n_classes + predictions, minlength=n_classes**2).view(n_classes, n_classes)
@@ -85,8 +87,8 @@ def classification_metrics(targets: torch.Tensor, predictions: torch.Tensor, lab
 
 def multi_label_metrics(targets: torch.Tensor, predictions: torch.Tensor, labels: list[str]) -> dict:
     """Of (N, L) 0/1 targets and predictions: accuracy = subset accuracy (rows whose predicted label set is exactly
-    the true one), micro-F1 (over every row-label decision), macro-F1 and per-label precision/recall/F1/support as
-    classification_metrics."""
+    the true one), micro-F1 (over every row-label decision), macro- and weighted-F1 and per-label
+    precision/recall/F1/support as classification_metrics."""
     truth, predicted = targets.bool(), predictions.bool()
     true_positives = (truth & predicted).sum(dim=0).double()  # (L,)
     n_predicted, support = predicted.sum(dim=0).double(), truth.sum(dim=0).double()
@@ -118,7 +120,7 @@ def tune_thresholds(probabilities: torch.Tensor, targets: torch.Tensor) -> torch
 
 
 @torch.inference_mode()
-def _logits(model: Classifier, tokenizer: Tokenizer, examples: Sequence[AnyExample], max_len: int,
+def predict_logits(model: Classifier, tokenizer: Tokenizer, examples: Sequence[AnyExample], max_len: int,
             batch_size: int) -> torch.Tensor:
     """(N, L) float logits on CPU in example order; batches are formed from length-sorted examples to pad little."""
     device = next(model.parameters()).device
@@ -141,13 +143,19 @@ def _logits(model: Classifier, tokenizer: Tokenizer, examples: Sequence[AnyExamp
 
 def evaluate(model: Classifier, tokenizer: Tokenizer, examples: Sequence[AnyExample], labels: list[str],
              max_len: int, batch_size: int = 64, thresholds: Sequence[float] | Literal["tune"] | None = None) -> dict:
-    """{"loss", "n", "accuracy", "macro_f1", "per_class", ...} of the model on the examples (loss: LOSSES').
-    Single-label: accuracy of the likeliest class, and "confusion". Multi-label (multi_label_metrics): plus
-    "micro_f1" and "thresholds" ({label: threshold}) the predictions used: the given ones (in label order),
-    DEFAULT_THRESHOLD for every label when None, or with "tune" each tuned on these examples for its label's F1
-    (tune_thresholds)."""
+    """logit_metrics of the model's logits on the examples."""
+    logits = predict_logits(model, tokenizer, examples, max_len, batch_size)
+    return logit_metrics(logits, examples, labels, thresholds)
+
+
+def logit_metrics(logits: torch.Tensor, examples: Sequence[AnyExample], labels: list[str],
+                  thresholds: Sequence[float] | Literal["tune"] | None = None) -> dict:
+    """{"loss", "n", "accuracy", "macro_f1", "weighted_f1", "per_class", ...} of (N, L) logits of the examples
+    (loss: LOSSES'). Single-label: accuracy of the likeliest class, and "confusion". Multi-label
+    (multi_label_metrics): plus "micro_f1" and "thresholds" ({label: threshold}) the predictions used: the given
+    ones (in label order), DEFAULT_THRESHOLD for every label when None, or with "tune" each tuned on these examples
+    for its label's F1 (tune_thresholds)."""
     targets = label_targets(examples, labels, "the evaluation set")
-    logits = _logits(model, tokenizer, examples, max_len, batch_size)
     problem_type = problem_type_of(examples)
     loss = LOSSES[problem_type](logits, targets).item() if examples else 0.0
     if problem_type == SINGLE_LABEL:

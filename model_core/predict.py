@@ -27,6 +27,7 @@ class Predictor:
         self.max_len = loaded.max_len
         self.problem_type = loaded.problem_type
         self.thresholds = loaded.thresholds  # multi-label: each label's threshold, in label order
+        self.temperature = loaded.temperature  # single-label: calibrated probabilities are softmax(logits / T)
         self.device = torch.device(device)
 
     @classmethod
@@ -49,8 +50,9 @@ class Predictor:
         return tokenize_pairs(self.tokenizer, pairs, self.max_len)
 
     def predict_proba(self, pairs: list[tuple[str, str | None]]) -> torch.Tensor:
-        """(N, n_labels) float32 probabilities, in input order: of each class (single-label, rows sum to 1) or of
-        each label independently (multi-label); texts over max_len are truncated."""
+        """(N, n_labels) float32 probabilities, in input order: of each class (single-label, rows sum to 1, calibrated
+        by the model's temperature) or of each label independently (multi-label); texts over max_len are
+        truncated."""
         return self.predict_tokenized(self.tokenize(pairs))
 
     def predict_tokenized(self, encodings: Sequence[Encoding | TokenIds]) -> torch.Tensor:
@@ -63,7 +65,7 @@ class Predictor:
                                 batch.input_mask.to(self.device))  # (N, L)
             if self.problem_type == MULTI_LABEL:
                 return logits.float().sigmoid().cpu()
-            return logits.float().softmax(dim=-1).cpu()
+            return (logits.float() / self.temperature).softmax(dim=-1).cpu()
 
 
 def tokenize_pairs(tokenizer: Tokenizer, pairs: list[tuple[str, str | None]], max_len: int) -> list[Encoding]:
@@ -75,15 +77,22 @@ def tokenize_pairs(tokenizer: Tokenizer, pairs: list[tuple[str, str | None]], ma
 
 
 def prediction_row(labels: list[str], probabilities: list[float], all_scores: bool,
-                   thresholds: Sequence[float] | None = None) -> dict:
+                   thresholds: Sequence[float] | None = None, min_confidence: float | None = None) -> dict:
     """One answer of /predict and of the CLI. Single-label: the likeliest label and its probability (+ every
-    label's when all_scores). Multi-label (a model with `thresholds`, in label order): the labels whose probability
-    reaches their threshold, in label order, and every label's probability."""
+    label's when all_scores); given `min_confidence`, "abstained" says whether that probability is below it, and an
+    abstaining answer's label is None and it has every label's probability. Multi-label (a model with `thresholds`,
+    in label order): the labels whose probability reaches their threshold, in label order, and every label's
+    probability."""
     if thresholds is not None:
         chosen = [label for label, p, t in zip(labels, probabilities, thresholds, strict=True) if p >= t]
         return {"labels": chosen, "scores": dict(zip(labels, probabilities, strict=True))}
     best = max(range(len(labels)), key=probabilities.__getitem__)
     row = {"label": labels[best], "score": probabilities[best]}
-    if all_scores:
+    abstained = min_confidence is not None and probabilities[best] < min_confidence
+    if abstained:
+        row["label"] = None
+    if min_confidence is not None:
+        row["abstained"] = abstained
+    if all_scores or abstained:
         row["scores"] = dict(zip(labels, probabilities, strict=True))
     return row

@@ -9,6 +9,10 @@ starting at the labels' base rates). Evaluations during training predict a label
 training, each label's threshold is tuned on the evaluation set for that label's F1, saved beside the model
 (model/thresholds.json), and the model's final evaluation is the one at those thresholds.
 
+After training with an evaluation set, a single-label model's temperature is fitted on its evaluation logits
+(model/calibration.json), and the evaluation report (model_core.report: metrics, calibration, baselines fitted on
+the training examples, ...) is saved as model/evaluation.json and returned in the TrainResult.
+
 The "auto" hyperparameters are resolved from the training data first (model_core.auto); the choices are
 reported to `on_start` and in the TrainResult.
 
@@ -30,12 +34,20 @@ from tqdm import tqdm
 
 from model_core.auto import Choices, class_weights, resolve
 from model_core.base_models import resolve_base_model, resolve_pooling
-from model_core.checkpoint import CheckpointError, load_model, load_pretrained_encoder, save_model, save_thresholds
+from model_core.checkpoint import (
+    CheckpointError,
+    load_model,
+    load_pretrained_encoder,
+    save_model,
+    save_temperature,
+    save_thresholds,
+)
 from model_core.config import MULTI_LABEL, Device, ModelConfig, Pooling, TrainConfig, with_our_names
 from model_core.data import AnyExample, DataError, check_problem_type, length_grouped_batches, problem_type_of
-from model_core.evaluate import LOSSES, evaluate, label_matrix, label_targets
+from model_core.evaluate import LOSSES, evaluate, label_matrix, label_targets, logit_metrics, predict_logits
 from model_core.model import Classifier
 from model_core.optim import linear_schedule, make_optimizer
+from model_core.report import build_report, fit_temperature, save_report
 from model_core.tokenization import Tokenizer
 
 CHECKPOINTS_KEPT = 2
@@ -62,6 +74,7 @@ class EvalInfo:
     per_class: dict
     confusion: list[list[int]] | None = None  # single-label
     micro_f1: float | None = None  # multi-label; `accuracy` is then subset (exact-match) accuracy
+    weighted_f1: float | None = None  # F1 averaged over the classes weighted by their support
     thresholds: dict[str, float] | None = None  # multi-label: the thresholds the predictions used
 
 
@@ -77,6 +90,7 @@ class TrainResult:
     steps: int = 0  # steps taken: total_steps unless early stopping ended the run sooner
     epoch: float = 0.0  # fractional epochs taken
     choices: Choices = field(default_factory=dict)  # what each "auto" hyperparameter became, and why
+    report: dict | None = None  # model_core.report's report of the saved model on the evaluation set
 
 
 class DeviceUnavailable(ValueError):
@@ -228,16 +242,28 @@ class Trainer:
         save_model(self.model_dir, self.model, self.tokenizer, self.model_cfg, self.labels, max_len=self.max_len,
                    problem_type=self.problem_type)
 
-    def tune_thresholds(self) -> None:
-        """Multi-label, after training: tunes each label's threshold of the saved (best) model on the evaluation
-        set for that label's F1, saves them beside it, and makes its evaluation the one at those thresholds."""
+    def finish(self) -> dict:
+        """After training with an evaluation set: on the saved (best) model's evaluation logits, tunes a multi-label
+        model's thresholds (each label's for its F1; its evaluation becomes the one at those thresholds) or fits a
+        single-label model's temperature, saves them beside it, and saves and returns its report."""
         best = load_model(self.model_dir, device=self.device)
-        metrics = evaluate(best.model, best.tokenizer, self.eval, self.labels, self.max_len, EVAL_BATCH_SIZE,
-                           thresholds="tune")
-        metrics.pop("n")
-        save_thresholds(self.model_dir, self.labels, metrics["thresholds"])
-        state = self.state
-        state.best_eval = asdict(EvalInfo(step=state.best_eval["step"], epoch=state.best_eval["epoch"], **metrics))
+        logits = predict_logits(best.model, best.tokenizer, self.eval, self.max_len, EVAL_BATCH_SIZE)
+        temperature, thresholds = 1.0, None
+        if self.problem_type == MULTI_LABEL:
+            metrics = logit_metrics(logits, self.eval, self.labels, thresholds="tune")
+            metrics.pop("n")
+            save_thresholds(self.model_dir, self.labels, metrics["thresholds"])
+            state = self.state
+            state.best_eval = asdict(EvalInfo(step=state.best_eval["step"], epoch=state.best_eval["epoch"],
+                                              **metrics))
+            thresholds = list(metrics["thresholds"].values())
+        else:
+            temperature = fit_temperature(logits, label_targets(self.eval, self.labels, "the evaluation set"))
+            save_temperature(self.model_dir, temperature)
+        report = build_report(logits, self.eval, self.labels, temperature=temperature, thresholds=thresholds,
+                              train_examples=self.train)
+        save_report(self.model_dir, report)
+        return report
 
     # --- checkpoints ----------------------------------------------------------------------------
     def run_signature(self) -> dict:
@@ -357,10 +383,11 @@ def finetune(
     if on_start is not None:
         on_start(trainer.total_steps, trainer.device.type, trainer.choices)
     trainer.run(on_step, on_eval, should_stop, progress_bar)
+    report = None
     if eval is None:
         trainer.save_final_model()
-    elif trainer.problem_type == MULTI_LABEL:
-        trainer.tune_thresholds()
+    else:
+        report = trainer.finish()
     state = trainer.state
     return TrainResult(
         model_dir=trainer.model_dir,
@@ -373,4 +400,5 @@ def finetune(
         steps=state.step,
         epoch=trainer.epoch,
         choices=trainer.choices,
+        report=report,
     )

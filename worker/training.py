@@ -147,14 +147,15 @@ def train_table(table: Table, eval_examples: list[Example] | None, eval_fraction
 
 def _register(session_factory: SessionFactory, job: Job, worker_id: str, result: TrainResult,
               settings: Settings) -> None:
-    """Moves the model to ARTIFACT_DIR/models/<id>/, ends the job with it, and deploys it when none is."""
+    """Moves the model to ARTIFACT_DIR/models/<id>/, ends the job with it and its held-out evaluation report, and
+    deploys it when none is."""
     model_dir = settings.artifact_dir / "models" / new_id()
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(result.model_dir, model_dir)
     with session_factory() as session:
         record = jobs.succeed(session, job.id, worker_id, model_dir=model_dir, total_steps=result.total_steps,
                               epoch=result.epoch, metrics=_final_metrics(result),
-                              device=result.device)
+                              device=result.device, report=result.report)
         if record is None:  # another worker took the job over
             shutil.rmtree(model_dir, ignore_errors=True)
             return

@@ -21,7 +21,7 @@ from pathlib import Path
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from app.db import store
+from app.db import evaluations, store
 from app.db.models import Job, MetricPoint, ModelRecord, utcnow
 from app.errors import JobFinished
 
@@ -172,9 +172,10 @@ def record_progress(session: Session, job_id: str, worker_id: str, *, step: int,
 
 
 def succeed(session: Session, job_id: str, worker_id: str, *, model_dir: Path, total_steps: int, epoch: float,
-            metrics: dict, device: str) -> ModelRecord | None:
-    """Ends the job as succeeded and registers its model, in one transaction; None (nothing changed) when another
-    worker has taken the job over."""
+            metrics: dict, device: str, report: dict | None = None) -> ModelRecord | None:
+    """Ends the job as succeeded and registers its model, with the model's held-out evaluation `report` (whose
+    warnings join the job's), in one transaction; None (nothing changed) when another worker has taken the job
+    over."""
     job = session.get(Job, job_id, populate_existing=True)
     if job.worker_id != worker_id:
         return None
@@ -182,6 +183,10 @@ def succeed(session: Session, job_id: str, worker_id: str, *, model_dir: Path, t
     job.metrics, job.device, job.finished_at, job.worker_id = metrics, device, utcnow(), None
     record = store.register_model(session, job, model_dir)
     job.model_id = record.id
+    if report is not None:
+        evaluations.add(session, model_id=record.id, report=report, source=evaluations.HELD_OUT,
+                        dataset_id=job.eval_dataset_id, job_id=job.id)
+        job.warnings = [*(job.warnings or []), *report["warnings"]]
     session.commit()
     return record
 

@@ -8,8 +8,8 @@ from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
 from app.db.models import Job, ModelRecord
-from app.errors import ModelNotFound
-from model_core.config import SINGLE_LABEL
+from app.errors import ModelNotFound, Unprocessable
+from model_core.config import MULTI_LABEL, SINGLE_LABEL
 
 
 def page(session: Session, query: Select, order_by, limit: int, offset: int) -> tuple[list, int]:
@@ -53,3 +53,31 @@ def deploy_model(session: Session, model_id: str) -> ModelRecord:
 
 def deployed_model(session: Session) -> ModelRecord | None:
     return session.scalars(select(ModelRecord).where(ModelRecord.deployed.is_(True))).first()
+
+
+def set_decision_settings(session: Session, record: ModelRecord, changes: dict) -> ModelRecord:
+    """Applies a PATCH's `min_confidence` and `thresholds` (the keys present in `changes`; None clears one) and
+    commits. Unprocessable, with nothing changed, for a setting of the other problem type or thresholds for
+    labels the model lacks or outside [0, 1] (named)."""
+    multi_label = record.problem_type == MULTI_LABEL
+    if changes.get("min_confidence") is not None and multi_label:
+        raise Unprocessable("min_confidence applies to single-label models; a multi-label model decides each label "
+                            "by its threshold: set thresholds")
+    thresholds = changes.get("thresholds")
+    if thresholds is not None:
+        if not multi_label:
+            raise Unprocessable("thresholds apply to multi-label models; a single-label model answers its likeliest "
+                                "label: set min_confidence to let it abstain")
+        unknown = [label for label in thresholds if label not in record.labels]
+        if unknown:
+            raise Unprocessable(f"thresholds for label(s) the model lacks: {', '.join(map(repr, unknown))} (its "
+                                f"labels: {', '.join(map(repr, record.labels))})")
+        outside = [f"{label!r}: {value}" for label, value in thresholds.items() if not 0 <= value <= 1]
+        if outside:
+            raise Unprocessable(f"thresholds must be in [0, 1]: {', '.join(outside)}")
+    for key in ("min_confidence", "thresholds"):
+        if key in changes:
+            setattr(record, key, changes[key])
+    session.commit()
+    session.refresh(record)
+    return record

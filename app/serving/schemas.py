@@ -22,6 +22,36 @@ class ModelOut(BaseModel):
     created_at: datetime
     size_bytes: int = Field(description="Size of the model directory in bytes.")
     deployed: bool
+    min_confidence: float | None = Field(None, description="Single-label: /predict abstains (label null) when the "
+                                         "top probability is below it; null: never abstains. Set by PATCH.")
+    thresholds: dict[str, float] | None = Field(None, description="Multi-label: thresholds set by hand with PATCH, "
+                                                "over the ones tuned after training; null: the tuned ones.")
+
+
+class ModelPatch(BaseModel):
+    """The decision settings of a model; a field left out is unchanged, null clears it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_confidence: float | None = Field(None, ge=0, le=1, description="Single-label models, in [0, 1]: below "
+                                         "this top probability /predict answers label null and abstained true.")
+    thresholds: dict[str, float] | None = Field(None, description="Multi-label models: {label: threshold in "
+                                                "[0, 1]} set by hand (replacing any set before); labels left out "
+                                                "keep their tuned threshold.")
+
+
+class EvaluationOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True, protected_namespaces=())
+
+    id: str
+    model_id: str
+    dataset_id: str | None = Field(description="The dataset evaluated on; null for a held-out split of the "
+                                   "training dataset.")
+    job_id: str | None = Field(description="The job that computed it.")
+    source: str = Field(description='"held_out": the training job\'s evaluation set; "dataset": an evaluation job.')
+    report: dict = Field(description="The evaluation report: metrics, per_class, confusion_matrix, calibration, "
+                         "coverage, confident_mistakes, baselines, thresholds, warnings (see the README).")
+    created_at: datetime
 
 
 class TextPairInput(BaseModel):
@@ -51,9 +81,12 @@ class PredictRequest(BaseModel):
 
 
 class LabelScore(BaseModel):
-    label: str
-    score: float
-    scores: dict[str, float] | None = Field(None, description="Every label's probability (return_all_scores).")
+    label: str | None = Field(description="The likeliest label; null when the model abstained.")
+    score: float = Field(description="The likeliest label's (calibrated) probability.")
+    scores: dict[str, float] | None = Field(None, description="Every label's probability (return_all_scores, or "
+                                            "the model abstained).")
+    abstained: bool | None = Field(None, description="Present when the model has a min_confidence: whether the "
+                                   "score is below it.")
 
 
 class LabelsScores(BaseModel):

@@ -6,7 +6,13 @@ completely before it is flipped in the store and here: a request resolves its mo
 finishes on it, so during a switch requests see the old or the new model, never a half-loaded one.
 Store access happens in worker threads and inference in the model's replica processes; the event loop only
 coordinates.
+
+A model's decision settings (min_confidence, hand-set thresholds: PATCH /models/{id}) are read from the store
+with its record and re-read at most every DEPLOYED_REFRESH_S; a PATCH through this process replaces them here at
+once (`decision_changed`), so the next request decides with them.
 """
+from __future__ import annotations
+
 import asyncio
 import os
 import time
@@ -35,7 +41,26 @@ class Prediction:
     model_id: str
     labels: list[str]
     probs: list[list[float]]  # (N, n_labels), rows in input order
-    thresholds: list[float] | None  # a multi-label model's, in label order; None: single-label
+    thresholds: list[float] | None  # a multi-label model's (hand-set over tuned), in label order; None: single-label
+    min_confidence: float | None = None  # single-label: abstain below it
+
+
+@dataclass(frozen=True)
+class DecisionSettings:
+    """What a model's record says about turning its probabilities into answers."""
+
+    min_confidence: float | None
+    thresholds: dict[str, float]  # multi-label: {label: threshold} set by hand, over the tuned ones
+
+    @classmethod
+    def of(cls, record: ModelRecord) -> DecisionSettings:
+        return cls(record.min_confidence, dict(record.thresholds or {}))
+
+    def thresholds_over(self, labels: list[str], tuned: list[float] | None) -> list[float] | None:
+        """The thresholds a multi-label model decides with, in label order; None for a single-label model."""
+        if tuned is None:
+            return None
+        return [self.thresholds.get(label, threshold) for label, threshold in zip(labels, tuned, strict=True)]
 
 
 class PredictionService:
@@ -50,6 +75,7 @@ class PredictionService:
         self.models: ModelCache[ReplicatedModel] = ModelCache(settings.model_cache_size, self._load)
         self._deployed: tuple[str, Path] | None = None  # (id, directory) as last read from the store
         self._deployed_read_at = float("-inf")
+        self._decisions: dict[str, tuple[float, DecisionSettings]] = {}  # model id -> (read at, settings)
 
     async def start(self) -> None:
         await self.batcher.start()
@@ -101,16 +127,33 @@ class PredictionService:
         except CheckpointError as error:
             raise ModelUnloadable(f"model {model_id} cannot be loaded: {error}") from error
 
+    async def _decision(self, model_id: str) -> DecisionSettings:
+        read_at, settings = self._decisions.get(model_id, (float("-inf"), None))
+        if time.monotonic() - read_at > DEPLOYED_REFRESH_S:
+            read_at = time.monotonic()
+            settings = DecisionSettings.of(await self._record(model_id))
+            self.decision_changed(model_id, settings, read_at)
+        return self._decisions.get(model_id, (read_at, settings))[1]  # a PATCH's settings when one overtook
+
+    def decision_changed(self, model_id: str, settings: DecisionSettings, read_at: float | None = None) -> None:
+        """The model's decision settings as read from the store at `read_at` (now by default); an older read than
+        the one kept (a request's, overtaken by a PATCH) is dropped."""
+        read_at = time.monotonic() if read_at is None else read_at
+        if read_at > self._decisions.get(model_id, (float("-inf"),))[0]:
+            self._decisions[model_id] = (read_at, settings)
+
     async def predict(self, model_id: str | None, pairs: list[TextPair]) -> Prediction:
         """Raises ModelNotFound, NoModelDeployed, ModelUnloadable, PredictQueueFull or ReplicaDied."""
         model_id, model = await self._model(model_id)
+        decision = await self._decision(model_id)
         try:
             probs = await self.batcher.predict(model, pairs)
         except ReplicaDied:
             if self.models.cached(model_id) is model:  # not yet replaced: the next request loads it anew
                 self.models.evict(model_id)
             raise
-        return Prediction(model_id, model.labels, probs, model.thresholds)
+        return Prediction(model_id, model.labels, probs, decision.thresholds_over(model.labels, model.thresholds),
+                          decision.min_confidence)
 
     async def deploy(self, model_id: str) -> ModelRecord:
         """Loads the model fully, then makes it the deployed one in the store and for this process."""
@@ -123,5 +166,6 @@ class PredictionService:
     def forget(self, model_id: str) -> None:
         """After a model is deleted: drop it from the cache."""
         self.models.evict(model_id)
+        self._decisions.pop(model_id, None)
         if self._deployed is not None and self._deployed[0] == model_id:
             self._deployed, self._deployed_read_at = None, float("-inf")

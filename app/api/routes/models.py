@@ -1,4 +1,5 @@
-"""The model registry: list, show, deploy (synchronous, atomic switch for /predict), delete, download."""
+"""The model registry: list, show, set decision settings, deploy (synchronous, atomic switch for /predict), delete,
+download (with a generated model card), and the held-out evaluation report."""
 import shutil
 from pathlib import Path
 
@@ -8,12 +9,14 @@ from sqlalchemy import select
 
 from app.api.deps import DEFAULT_LIMIT, LimitQuery, OffsetQuery, ServiceDep, SessionDep, get_model_or_404
 from app.auth import require_admin, require_predict
-from app.db import store
-from app.db.models import ModelRecord
-from app.errors import ModelDeployed, ModelFilesGone
+from app.db import evaluations, store
+from app.db.models import Dataset, Evaluation, Job, ModelRecord
+from app.errors import ModelDeployed, ModelFilesGone, NoHeldOutEvaluation
 from app.schemas import Page
 from app.serving.archive import tar_gz_chunks
-from app.serving.schemas import ModelOut
+from app.serving.model_card import MODEL_CARD_FILE, model_card
+from app.serving.schemas import EvaluationOut, ModelOut, ModelPatch
+from app.serving.service import DecisionSettings
 
 router = APIRouter(prefix="/models", tags=["models"])
 
@@ -28,6 +31,32 @@ def list_models(session: SessionDep, limit: LimitQuery = DEFAULT_LIMIT, offset: 
 @router.get("/{model_id}", response_model=ModelOut, dependencies=[Depends(require_predict)])
 def get_model(model_id: str, session: SessionDep) -> ModelRecord:
     return get_model_or_404(session, model_id)
+
+
+@router.patch("/{model_id}", response_model=ModelOut, dependencies=[Depends(require_admin)],
+              responses={422: {"description": "min_confidence outside [0, 1], thresholds outside [0, 1] or for labels "
+                               "the model lacks, or a setting of the other problem type; nothing is changed."}})
+def patch_model(model_id: str, body: ModelPatch, session: SessionDep, service: ServiceDep) -> ModelRecord:
+    """Sets the model's decision settings; a field left out stays, null clears it. `min_confidence` (single-label):
+    /predict answers `"label": null, "abstained": true` when the top probability is below it. `thresholds`
+    (multi-label): {label: threshold} over the ones tuned after training. The next /predict uses them."""
+    record = store.set_decision_settings(session, get_model_or_404(session, model_id),
+                                         body.model_dump(exclude_unset=True))
+    service.decision_changed(model_id, DecisionSettings.of(record))
+    return record
+
+
+@router.get("/{model_id}/evaluation", response_model=EvaluationOut, dependencies=[Depends(require_predict)],
+            responses={404: {"description": "Unknown model, or a model without a held-out report."}})
+def get_evaluation(model_id: str, session: SessionDep) -> Evaluation:
+    """The model's evaluation report on its training job's evaluation set (the held-out split, or the eval dataset
+    given), computed when the job ended: metrics, per-class figures, confusion matrix, calibration, coverage at
+    confidence levels, the most confident mistakes, baselines and warnings."""
+    get_model_or_404(session, model_id)
+    evaluation = evaluations.held_out(session, model_id)
+    if evaluation is None:
+        raise NoHeldOutEvaluation(model_id)
+    return evaluation
 
 
 @router.post("/{model_id}/deploy", response_model=ModelOut, dependencies=[Depends(require_admin)])
@@ -57,12 +86,18 @@ def delete_model(model_id: str, session: SessionDep, service: ServiceDep) -> Res
     responses={200: {"content": {"application/gzip": {}}, "description": "the model directory as .tar.gz"}},
 )
 def download_model(model_id: str, session: SessionDep) -> StreamingResponse:
-    """A .tar.gz of the Hugging Face-compatible model directory (config.json, model.safetensors, vocab.txt)."""
-    model_dir = Path(get_model_or_404(session, model_id).path)
+    """A .tar.gz of the Hugging Face-compatible model directory (config.json, model.safetensors, vocab.txt,
+    calibration.json or thresholds.json, evaluation.json) with a README.md model card generated now: base model,
+    data, hyperparameters, held-out figures, calibration, the decision settings as they are, intended use."""
+    record = get_model_or_404(session, model_id)
+    model_dir = Path(record.path)
     if not model_dir.is_dir():
         raise ModelFilesGone(model_id)
+    job = session.get(Job, record.job_id) if record.job_id else None
+    dataset = session.get(Dataset, job.dataset_id) if job is not None and job.dataset_id else None
+    card = model_card(record, job, dataset, evaluations.held_out(session, model_id))
     return StreamingResponse(
-        tar_gz_chunks(model_dir, arcname=model_id),
+        tar_gz_chunks(model_dir, arcname=model_id, extra={MODEL_CARD_FILE: card.encode()}),
         media_type="application/gzip",
         headers={"Content-Disposition": f'attachment; filename="model-{model_id}.tar.gz"'},
     )

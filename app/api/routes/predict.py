@@ -23,11 +23,13 @@ router = APIRouter(tags=["predict"], dependencies=[Depends(require_predict)])
     },
 )
 async def predict(body: PredictRequest, service: ServiceDep) -> JSONResponse:
-    """For each input, in input order: a single-label model's likeliest label and its probability; a multi-label
-    model's labels whose probability reaches their threshold, and every label's probability. Concurrent requests
-    are batched together."""
+    """For each input, in input order: a single-label model's likeliest label and its (calibrated) probability,
+    with `abstained` when the model has a min_confidence (below it the label is null and every label's probability
+    is given); a multi-label model's labels whose probability reaches their threshold (hand-set over tuned), and
+    every label's probability. Concurrent requests are batched together."""
     prediction = await service.predict(body.model, body.pairs())
-    predictions = [prediction_row(prediction.labels, row, body.return_all_scores, prediction.thresholds)
+    predictions = [prediction_row(prediction.labels, row, body.return_all_scores, prediction.thresholds,
+                                  prediction.min_confidence)
                    for row in prediction.probs]
     # built as plain JSON: PredictResponse documents this shape, re-validating it would cost more than the rest
     return JSONResponse({"model": prediction.model_id, "predictions": predictions})
