@@ -5,13 +5,14 @@ import re
 import shutil
 import tarfile
 
+import httpx
 import pytest
 
 from app.db.session import make_session_factory
 from testkit.store import new_model_dir, register_model_dir
 from tests.factories import TINY_HYPERPARAMETERS
 from tests.harness import wait_for_job
-from tests.ui.conftest import PHONE
+from tests.ui.conftest import ADMIN_KEY, PHONE, PREDICT_KEY
 
 # every visible control has a label (its <label>, aria-label or aria-labelledby; a button its text)
 UNLABELLED = """() => [...document.querySelectorAll("input, select, textarea, button")]
@@ -122,10 +123,18 @@ def test_a_job_from_the_form_streams_its_curves_to_the_end(server, pages, api, d
     page.get_by_role("heading", name=re.compile("^Model")).wait_for()
 
 
-def test_model_page_predicts_every_class_deploys_and_downloads(server, pages, api, dataset_id, tiny_base_model,
-                                                                 production_settings, tmp_path):
-    job = wait_for_job(api, queue_job(api, dataset_id, tiny_base_model, TINY_HYPERPARAMETERS)["id"])
-    assert job["status"] == "succeeded", job
+@pytest.fixture(scope="module")
+def trained_jobs(api, dataset_id, tiny_base_model) -> list[dict]:
+    """Two finished tiny jobs (seeds 1 and 2), each model with its held-out report."""
+    queued = [queue_job(api, dataset_id, tiny_base_model, {**TINY_HYPERPARAMETERS, "seed": seed}) for seed in (1, 2)]
+    done = [wait_for_job(api, job["id"]) for job in queued]
+    assert [job["status"] for job in done] == ["succeeded"] * 2, done
+    return done
+
+
+def test_model_page_predicts_every_class_deploys_and_downloads(server, pages, api, trained_jobs, production_settings,
+                                                                 tmp_path):
+    job = trained_jobs[0]
     # a second model, not deployed: a copy of the trained one registered as a finished job registers it
     copy = new_model_dir(production_settings.artifact_dir)
     shutil.copytree(production_settings.artifact_dir / "models" / job["model_id"], copy)
@@ -174,3 +183,76 @@ def test_pages_fit_a_phone_and_label_every_control(server, pages, route, dataset
     assert page.evaluate(OVERFLOW) <= 0
     assert page.evaluate(UNLABELLED) == []
     pages.shot(page, f"phone-{route.strip('#/').replace('/', '-')}")
+
+
+def test_model_page_shows_the_evaluation_report(server, pages, api, trained_jobs):
+    model_id = trained_jobs[0]["model_id"]
+    report = api.get(f"/models/{model_id}/evaluation").json()["report"]
+    page = pages.open(f"{server.url}/ui#/models/{model_id}")
+    per_class = page.get_by_role("table", name="Per class")
+    per_class.wait_for()
+    rows = [row.split("\t") for row in per_class.locator("tbody tr").all_inner_texts()]
+    assert [(r[0], r[3], r[4]) for r in rows] == [(c["label"], f"{c['f1']:.3f}", str(c["support"]))
+                                                  for c in report["per_class"]]
+    matrix = [[int(cell) for cell in row.locator("td").all_inner_texts()]
+              for row in page.locator("#confusion-matrix tbody tr").all()]
+    assert matrix == report["confusion_matrix"]
+    reliability = page.locator("figure.chart", has_text="Reliability diagram")
+    assert reliability.locator("canvas").count() == 1
+    assert f"ECE {report['calibration']['ece_before']:.3f} before" in reliability.inner_text()
+    mistakes = page.get_by_role("table", name="The most confident mistakes").locator("tbody tr")
+    assert mistakes.count() == len(report["confident_mistakes"])
+    for warning in report["warnings"]:
+        assert page.get_by_text(warning["message"]).first.is_visible()
+    pages.shot(page, "model-report")
+
+
+def test_compare_shows_two_reports_and_per_class_deltas(server, pages, api, trained_jobs):
+    a, b = (job["model_id"] for job in trained_jobs)
+    reports = [api.get(f"/models/{m}/evaluation").json()["report"] for m in (a, b)]
+    page = pages.open(f"{server.url}/ui#/compare")
+    page.select_option("#compare-a", a)
+    page.select_option("#compare-b", b)
+    deltas = page.get_by_role("table", name=re.compile("Per-class change"))
+    deltas.wait_for()
+    f1 = [{c["label"]: c["f1"] for c in report["per_class"]} for report in reports]
+    shown = {row.split("\t")[0]: row.split("\t")[3] for row in deltas.locator("tbody tr").all_inner_texts()}
+    assert shown == {label: f"{'+' if f1[1][label] > f1[0][label] else ''}{f1[1][label] - f1[0][label]:.3f}"
+                     for label in f1[1]}
+    assert all(page.get_by_role("region", name=f"Model {side}").is_visible() for side in "AB")
+    pages.shot(page, "compare")
+
+
+def test_with_api_keys_the_page_asks_for_a_key_once_and_a_predict_key_sees_its_part(keyed_server, pages,
+                                                                                     trained_jobs):
+    assert httpx.get(f"{keyed_server.url}/ui").status_code == 200  # the shell: no data, no secrets
+    assert httpx.get(f"{keyed_server.url}/datasets").status_code == 401
+    page = pages.open(f"{keyed_server.url}/ui")
+    dialog = page.get_by_role("dialog", name="API key")
+    dialog.wait_for()
+    page.fill("#key-input", "not-a-key")
+    page.keyboard.press("Enter")
+    page.get_by_text("That key was not accepted.").wait_for()
+    page.fill("#key-input", ADMIN_KEY)
+    page.keyboard.press("Enter")
+    page.get_by_role("heading", name="Datasets").wait_for()
+    assert page.evaluate("sessionStorage.getItem('apiKey')") == ADMIN_KEY
+    page.reload()
+    page.get_by_role("heading", name="Datasets").wait_for()
+    assert dialog.is_hidden()  # asked once per tab
+    page.get_by_role("button", name="Forget key").click()
+    dialog.wait_for()
+
+    page = pages.open(f"{keyed_server.url}/ui#/models/{trained_jobs[0]['model_id']}")
+    page.fill("#key-input", PREDICT_KEY)
+    page.keyboard.press("Enter")
+    page.get_by_role("table", name="Per class").wait_for()  # a predict key reads the report
+    assert page.locator("#deploy").count() == 0 and page.locator("#download").count() == 0
+    navigation = page.get_by_role("navigation")
+    assert navigation.get_by_text("Datasets").is_hidden() and navigation.get_by_text("Models").is_visible()
+    page.fill("#predict-text", "a fine film")
+    page.get_by_role("button", name="Predict").click()
+    page.get_by_role("list", name="Scores of every class").wait_for()
+    pages.shot(page, "predict-key")
+    page.goto(f"{keyed_server.url}/ui#/datasets")
+    page.get_by_role("heading", name="Not for this key").wait_for()
