@@ -43,7 +43,8 @@ def browser():
 
 
 def _serve(settings: Settings, log: Path) -> Iterator[ServeProcess]:
-    server = ServeProcess(settings, log)
+    """The server with one /predict replica per model: the tests predict one sentence at a time."""
+    server = ServeProcess(settings.model_copy(update={"predict_workers": 1}), log)
     server.start().close()
     yield server
     server.kill()
@@ -75,7 +76,7 @@ class Pages:
         self.browser, self.name, self.contexts, self.errors = browser, request.node.name, [], []
 
     def open(self, url: str, viewport: dict | None = None):
-        context = self.browser.new_context(viewport=viewport or {"width": 1280, "height": 900},
+        context = self.browser.new_context(viewport=viewport or {"width": 1024, "height": 768},
                                            accept_downloads=True)
         self.contexts.append(context)
         page = context.new_page()
@@ -85,10 +86,11 @@ class Pages:
         page.goto(url)
         return page
 
-    def shot(self, page, name: str) -> Path:
+    def shot(self, page, name: str, full_page: bool = True) -> Path:
+        """The whole page, or what the window shows (full_page=False: the README's pictures come from these)."""
         SCREENSHOTS.mkdir(exist_ok=True)
         path = SCREENSHOTS / f"{name}.png"
-        page.screenshot(path=path, full_page=True)
+        page.screenshot(path=path, full_page=full_page)
         return path
 
     def close(self) -> None:

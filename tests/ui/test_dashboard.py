@@ -119,6 +119,8 @@ def test_a_job_from_the_form_streams_its_curves_to_the_end(server, pages, api, d
     assert page.get_by_role("table", name="What auto chose").is_visible()  # pooling, eval_steps, ... were auto
     assert f"{len(history['eval'])} evaluations" in page.locator("figure.chart", has_text="Eval metrics").inner_text()
     pages.shot(page, "job")
+    page.evaluate("document.getElementById('toast').textContent = ''")  # the toast would hide a chart
+    pages.shot(page, "job-window", full_page=False)
     page.locator("#job-model-link").click()
     page.get_by_role("heading", name=re.compile("^Model")).wait_for()
 
@@ -152,6 +154,13 @@ def test_model_page_predicts_every_class_deploys_and_downloads(server, pages, ap
     assert sorted(bars.all_inner_texts()) == sorted(f"{label}\n{100 * p:.1f}%" for label, p in answer["scores"].items())
     assert page.locator("#predicted-label").inner_text() == answer["label"]
 
+    page.fill("#min-confidence", "0.99")  # PATCH /models/{id}: below it, /predict abstains
+    page.get_by_role("form", name="Minimum confidence").get_by_role("button", name="Save").click()
+    page.get_by_text("Saved").wait_for()
+    assert api.get(f"/models/{model['id']}").json()["min_confidence"] == 0.99
+    page.get_by_role("button", name="Predict").click()
+    page.locator("#predicted-label", has_text="abstained").wait_for()
+
     with page.expect_download() as download:
         page.locator("#download").click()
     archive = tmp_path / "model.tar.gz"
@@ -175,14 +184,15 @@ def test_cancel_a_running_job_from_its_page(server, pages, api, dataset_id, tiny
     assert api.get(f"/jobs/{job['id']}").json()["status"] == "cancelled"
 
 
-@pytest.mark.parametrize("route", ["#/datasets", "#/jobs/new", "#/models", "#/jobs", "#/compare"])
-def test_pages_fit_a_phone_and_label_every_control(server, pages, route, dataset_id):
-    page = pages.open(f"{server.url}/ui{route}", viewport=PHONE)
-    page.locator("main h1").wait_for()
-    page.wait_for_load_state("networkidle")
-    assert page.evaluate(OVERFLOW) <= 0
-    assert page.evaluate(UNLABELLED) == []
-    pages.shot(page, f"phone-{route.strip('#/').replace('/', '-')}")
+def test_every_page_fits_a_phone_and_labels_every_control(server, pages, dataset_id):
+    page = pages.open(f"{server.url}/ui", viewport=PHONE)
+    for route in ("#/datasets", "#/jobs/new", "#/jobs", "#/models", "#/compare"):
+        page.evaluate("route => { location.hash = route; }", route)
+        page.locator(f"main[data-page='{route}']").wait_for()
+        page.wait_for_load_state("networkidle")  # the charts sized to the window
+        assert page.evaluate(OVERFLOW) <= 0, route
+        assert page.evaluate(UNLABELLED) == [], route
+        pages.shot(page, f"phone-{route.strip('#/').replace('/', '-')}")
 
 
 def test_model_page_shows_the_evaluation_report(server, pages, api, trained_jobs):
@@ -205,6 +215,8 @@ def test_model_page_shows_the_evaluation_report(server, pages, api, trained_jobs
     for warning in report["warnings"]:
         assert page.get_by_text(warning["message"]).first.is_visible()
     pages.shot(page, "model-report")
+    page.evaluate("document.getElementById('confusion-matrix').scrollIntoView()")
+    pages.shot(page, "model-report-window", full_page=False)
 
 
 def test_compare_shows_two_reports_and_per_class_deltas(server, pages, api, trained_jobs):

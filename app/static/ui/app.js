@@ -85,7 +85,9 @@ async function render() {
   main.replaceChildren(h("p", {class: "loading"}, "Loading…"));
   try {
     const content = await page({args: hash.match(pattern).slice(1), signal, who});
-    if (!signal.aborted) main.replaceChildren(...[content].flat().filter((part) => part !== null && part !== undefined));
+    if (signal.aborted) return;
+    main.replaceChildren(...[content].flat().filter((part) => part !== null && part !== undefined));
+    main.dataset.page = hash;  // rendered: what a test (or a script) can wait for
   } catch (error) {
     if (signal.aborted) return;
     const title = error instanceof ApiError && error.status === 404 ? "Not found" : "Something went wrong";

@@ -135,6 +135,39 @@ async function actions(model, who) {
   return h("div", {class: "row"}, items);
 }
 
+/** PATCH /models/{id}: min_confidence (single-label) or per-label thresholds (multi-label), with the schema's
+ * descriptions; an empty box clears the setting (null). */
+function decisionSettings(model, schema) {
+  if (!hasRoute(schema, "patch", "/models/{model_id}")) return null;
+  const fields = schema.components.schemas.ModelPatch.properties;
+  const multi = model.problem_type === "multi_label_classification";
+  const number = (id, value, label) => h("input", {type: "number", id, min: "0", max: "1", step: "0.01",
+    value: value ?? "", "aria-label": label});
+  const inputs = multi
+    ? model.labels.map((label) => [label, number(`threshold-${label}`, model.thresholds?.[label], `threshold of ${label}`)])
+    : [["min_confidence", number("min-confidence", model.min_confidence, "minimum confidence")]];
+  const out = h("div", {"aria-live": "polite"});
+  const form = h("form", {class: "panel", "aria-labelledby": "decision-title"},
+    h("h2", {id: "decision-title"}, multi ? "Thresholds" : "Minimum confidence"),
+    h("p", {class: "hint"}, (multi ? fields.thresholds : fields.min_confidence).description ?? ""),
+    h("div", {class: "row"}, inputs.map(([label, input]) => h("span", {}, multi ? `${label} ` : "", input))),
+    h("p", {}, h("button", {type: "submit"}, "Save")), out);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const read = (input) => (input.value === "" ? null : Number(input.value));
+    const set = inputs.filter(([, input]) => input.value !== "");
+    const body = multi ? {thresholds: set.length ? Object.fromEntries(set.map(([l, i]) => [l, read(i)])) : null}
+      : {min_confidence: read(inputs[0][1])};
+    try {
+      await send("PATCH", `/models/${model.id}`, body);
+      out.replaceChildren(h("p", {}, "Saved: the next predictions use it."));
+    } catch (error) {
+      out.replaceChildren(errorBox(error));
+    }
+  });
+  return form;
+}
+
 async function reportSection(model, who) {
   const section = h("section", {"aria-labelledby": "report-title"}, h("h2", {id: "report-title"}, "Evaluation report"));
   if (hasRoute(who.schema, "get", "/models/{model_id}/evaluation") === false) {
@@ -169,6 +202,7 @@ export async function modelPage({args: [id], who}) {
       h("dt", {}, "Created"), h("dd", {}, fmt.date(model.created_at))),
     admin ? await actions(model, who) : h("p", {class: "note"}, "A predict key may try the model; deploying and downloading need an admin key."),
     predictBox(model),
+    admin ? decisionSettings(model, who.schema) : null,
     await reportSection(model, who),
   ];
 }
