@@ -20,6 +20,7 @@ from model_core.checkpoint import CheckpointError, load_model
 from model_core.config import SEED_TRAIN_NAMES, ConfigError, Device, TrainConfig
 from model_core.data import DataError, check_problem_type, read_table
 from model_core.evaluate import evaluate
+from model_core.report import REPORT_FILE, evaluate_model_dir
 from model_core.tokenization import VocabError
 from model_core.train import DeviceUnavailable, finetune
 
@@ -55,16 +56,31 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--model", required=True, type=Path, help="fine-tuned model directory")
     evaluation.add_argument("--data", required=True, type=Path, help="labeled TSV/CSV file")
     evaluation.add_argument("--batch-size", type=int, default=64)
+    evaluation.add_argument("--report", action="store_true", help="print the full evaluation report (calibration, "
+                            "coverage, confident mistakes, baselines cross-validated on this file, ...)")
     add_column_flags(evaluation)
 
     predict = commands.add_parser("predict", help="classify texts; one JSON object per input per line")
     predict.add_argument("--model", required=True, type=Path, help="fine-tuned model directory")
     predict.add_argument("--all-scores", action="store_true", help='add "scores": {label: probability} (a '
                          "multi-label model always gives them)")
+    predict.add_argument("--min-confidence", type=probability, help="single-label: answer label null with "
+                         '"abstained": true when the top probability is below this, in [0, 1]')
     predict.add_argument("--file", type=Path, help="UTF-8 file with one text per line")
     predict.add_argument("--batch-size", type=int, default=32)
     predict.add_argument("texts", nargs="*", metavar="TEXT")
     return parser
+
+
+def probability(value: str) -> float:
+    """An argparse type: a number in [0, 1]."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not 0 <= number <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {value!r}")
+    return number
 
 
 def add_column_flags(parser: argparse.ArgumentParser) -> None:
@@ -137,12 +153,15 @@ def run_train(args: argparse.Namespace) -> dict:
         reported = ("loss", "accuracy", "micro_f1", "macro_f1", "per_class", "thresholds")  # None: single-label
         summary |= {key: getattr(result.eval, key) for key in reported if getattr(result.eval, key) is not None}
         summary["best_step"] = result.eval.step
+        summary["report"] = str(result.model_dir / REPORT_FILE)
     return summary
 
 
 def run_eval(args: argparse.Namespace) -> dict:
-    loaded = load_model(args.model)
     table = read_args_table(args, args.data)
+    if args.report:
+        return evaluate_model_dir(args.model, table.examples, batch_size=args.batch_size)
+    loaded = load_model(args.model)
     check_problem_type(table.examples, loaded.problem_type, str(args.data), f"the model {args.model}")
     return evaluate(loaded.model, loaded.tokenizer, table.examples, loaded.labels, loaded.max_len, args.batch_size,
                     thresholds=loaded.thresholds)
@@ -173,7 +192,7 @@ def run_predict(args: argparse.Namespace) -> None:
             index = order[start : start + args.batch_size]
             for i, probabilities in zip(index, predictor.predict_tokenized([encodings[i] for i in index]), strict=True):
                 rows[i] = prediction_row(predictor.labels, probabilities.tolist(), args.all_scores,
-                                         predictor.thresholds)
+                                         predictor.thresholds, args.min_confidence)
         sys.stdout.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 

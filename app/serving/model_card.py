@@ -61,7 +61,8 @@ def _evaluation_section(report: dict | None) -> list[str]:
     lines += _table(["label", "precision", "recall", "f1", "support"],
                     [[row["label"], row["precision"], row["recall"], row["f1"], row["support"]]
                      for row in report["per_class"]])
-    lines += [f"- **Warning** ({warning['kind']}): {warning['message']}" for warning in report["warnings"]]
+    if report["warnings"]:
+        lines += ["", *(f"- **Warning** ({warning['kind']}): {warning['message']}" for warning in report["warnings"])]
     return lines
 
 

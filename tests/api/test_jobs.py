@@ -10,7 +10,7 @@ from tests.harness import sse_events, stored_files
 
 JOB_FIELDS = {"id", "name", "status", "dataset_id", "eval_dataset_id", "base_model", "hyperparameters",
               "auto_choices", "progress", "metrics", "model_id", "error", "created_at", "started_at", "finished_at",
-              "device"}
+              "device", "warnings", "evaluation_url"}
 TWO_LABELS = b"label\ttext\na\tx\na\ty\nb\tz\nb\tw\n"
 
 

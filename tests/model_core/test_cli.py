@@ -58,6 +58,28 @@ def test_eval_reports_metrics_of_the_saved_model(trained, workdir):
     assert {"loss", "macro_f1", "per_class"} <= metrics.keys()
 
 
+def test_train_saves_the_report_and_eval_prints_it_again(trained, workdir):
+    saved = json.loads((workdir / trained["report"]).read_text())
+    assert saved["n_rows"] == 16 and saved["metrics"]["accuracy"] == trained["accuracy"]
+    result = cli("eval", "--model", "run/model", "--data", "dev.tsv", "--report", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["metrics"] == pytest.approx(saved["metrics"])
+    assert report["calibration"]["temperature"] == saved["calibration"]["temperature"]
+    assert report["baselines"]["majority"]["fitted_on"] == "cross_validation"  # the CLI has no training rows
+
+
+def test_predict_abstains_below_min_confidence(trained, workdir):
+    result = cli("predict", "--model", "run/model", "--min-confidence", "1", "great film", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    row = json.loads(result.stdout)
+    assert row["abstained"] is True and row["label"] is None and set(row["scores"]) == {"neg", "pos"}
+    answered = cli("predict", "--model", "run/model", "--min-confidence", "0", "great film", cwd=workdir)
+    assert json.loads(answered.stdout) == {"label": "pos", "score": row["score"], "abstained": False}
+    refused = cli("predict", "--model", "run/model", "--min-confidence", "1.5", "great film", cwd=workdir)
+    assert refused.returncode == 2 and "[0, 1]" in refused.stderr
+
+
 def test_predict_one_json_line_per_input(trained, workdir):
     (workdir / "inputs.txt").write_text("the movie was good\r\nreally awful plot\n\n", encoding="utf-8")
     from_file = cli("predict", "--model", "run/model", "--file", "inputs.txt", "--all-scores", cwd=workdir)

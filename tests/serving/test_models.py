@@ -14,7 +14,7 @@ from tests.serving.conftest import LABELS, MAX_LEN
 pytestmark = pytest.mark.anyio
 
 MODEL_FIELDS = {"id", "job_id", "base_model", "labels", "problem_type", "metrics", "created_at", "size_bytes",
-                "deployed"}
+                "deployed", "min_confidence", "thresholds"}
 
 
 async def test_list_is_newest_first_with_paging(served):

@@ -46,7 +46,7 @@ def patch_model(model_id: str, body: ModelPatch, session: SessionDep, service: S
     return record
 
 
-@router.get("/{model_id}/evaluation", response_model=EvaluationOut, dependencies=[Depends(require_predict)],
+@router.get("/{model_id}/evaluation", response_model=EvaluationOut, dependencies=[Depends(require_admin)],
             responses={404: {"description": "Unknown model, or a model without a held-out report."}})
 def get_evaluation(model_id: str, session: SessionDep) -> Evaluation:
     """The model's evaluation report on its training job's evaluation set (the held-out split, or the eval dataset
