@@ -20,7 +20,7 @@ from app.db import jobs
 from app.db.migrate import upgrade_to_head
 from app.db.session import make_session_factory
 from app.main import create_app
-from app.queue import make_celery, send_finetune
+from app.queue import make_celery, send_job
 from app.settings import Settings, describe_invalid_settings, load_settings
 
 log = logging.getLogger("app.cli")
@@ -45,14 +45,14 @@ def _die_with_parent() -> None:
 def start_embedded_worker(settings: Settings) -> subprocess.Popen:
     """Requeues what the last run left unfinished, then starts the local worker (its own process group)."""
     with make_session_factory(settings.database_url)() as session:
-        job_ids = jobs.recover_interrupted_jobs(session)
+        queued = jobs.recover_interrupted_jobs(session)
     celery = make_celery(settings)
     with celery.connection_for_write() as connection:
         connection.default_channel.queue_purge(settings.celery_queue)
-    for job_id in job_ids:
-        send_finetune(celery, job_id)
-    if job_ids:
-        log.warning("queued again %d unfinished job(s) from the last run", len(job_ids))
+    for job_id, kind in queued:
+        send_job(celery, job_id, kind)
+    if queued:
+        log.warning("queued again %d unfinished job(s) from the last run", len(queued))
     return subprocess.Popen(worker_command(), preexec_fn=_die_with_parent)
 
 

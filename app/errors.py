@@ -17,9 +17,10 @@ from model_core.data import DataError
 
 
 class ServiceError(Exception):
-    """A request the service refuses; `detail` is what the client reads (a message, or pydantic's error list)."""
+    """A request the service refuses; `detail` is what the client reads (a message, pydantic's error list, or an
+    object such as the promotion gate's comparison)."""
 
-    def __init__(self, detail: str | list):
+    def __init__(self, detail: str | list | dict):
         super().__init__(detail)
         self.detail = detail
 
@@ -95,6 +96,10 @@ class ModelNotFound(RowNotFound):
     kind = "model"
 
 
+class EvaluationNotFound(RowNotFound):
+    kind = "evaluation"
+
+
 class ModelFilesGone(NotFound):
     def __init__(self, model_id: str):
         super().__init__(f"the files of model {model_id} are gone")
@@ -117,6 +122,32 @@ class DatasetInUse(Conflict):
 
 class ModelDeployed(Conflict):
     """Deleting the model /predict answers with."""
+
+
+class DatasetFilesGone(Conflict):
+    """Evaluating on a dataset whose stored file was deleted (the row outlived it)."""
+
+    def __init__(self, dataset_id: str):
+        super().__init__(f"the file of dataset {dataset_id} was deleted: upload the data again")
+
+
+class EvaluationDatasetDeleted(Conflict):
+    """Comparing an evaluation whose dataset was deleted: that both were on the same data can no longer be shown."""
+
+    def __init__(self, evaluation_id: str):
+        super().__init__(f"the dataset of evaluation {evaluation_id} was deleted: it cannot be compared")
+
+
+class ModelBeingEvaluated(Conflict):
+    """Deleting a model that a queued or running evaluation job reads."""
+
+
+class GateRefused(Conflict):
+    """A deploy the promotion gate refused; the detail is the gate's comparison, per-class deltas included."""
+
+
+class NothingToRollBack(Conflict):
+    """A rollback with no earlier deployed model to return to."""
 
 
 class NoModelDeployed(Conflict):

@@ -8,14 +8,14 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from app.api.routes import base_models, datasets, models, ops, predict, ui
+from app.api.routes import base_models, datasets, deployments, evaluations, models, ops, predict, ui
 from app.api.routes import jobs as job_routes
 from app.auth import install_auth
 from app.db import jobs
 from app.db.session import make_session_factory
 from app.errors import install_error_handlers
 from app.metrics import install_metrics
-from app.queue import check_broker, make_celery, send_finetune
+from app.queue import check_broker, make_celery, send_job
 from app.serving.service import PredictionService
 from app.settings import Settings, load_settings
 
@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 DESCRIPTION = """Fine-tune BERT text classifiers on your labeled TSV/CSV files and serve their predictions.
 
 Upload a dataset (`POST /datasets`), queue a job (`POST /jobs`), follow it (`GET /jobs/{id}/events`),
-then `POST /predict` with the model it trained (deployed automatically when none is)."""
+then `POST /predict` with the model it trained (deployed automatically as AUTO_DEPLOY says). Evaluate models on
+new data (`POST /models/{id}/evaluations`), deploy behind a promotion gate, roll back (`POST /deployments/rollback`)."""
 
 
 def reaper_interval(settings: Settings) -> float:
@@ -79,14 +80,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     celery = make_celery(settings)
     app.state.settings = settings
     app.state.session_factory = make_session_factory(settings.database_url)
-    app.state.enqueue_job = lambda job_id: send_finetune(celery, job_id)
+    app.state.enqueue_job = lambda job_id, kind: send_job(celery, job_id, kind)
     app.state.check_queue = lambda: check_broker(celery)
     install_auth(app, settings)
     install_error_handlers(app)
     install_metrics(app)
     # /predict first: routes are matched in order, and it is the hot path
     for router in (predict.router, ops.router, ops.admin_router, datasets.router, job_routes.router,
-                   base_models.router, models.router, ui.router):
+                   base_models.router, models.router, evaluations.router, deployments.router, ui.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=ops.STATIC_DIR), name="static")
     app.openapi = lambda: _openapi(app)

@@ -14,6 +14,8 @@ from kombu import Queue
 from app.settings import Settings
 
 FINETUNE_TASK = "worker.tasks.finetune"
+EVALUATE_TASK = "worker.tasks.evaluate"
+TASK_OF_KIND = {"train": FINETUNE_TASK, "evaluate": EVALUATE_TASK}  # jobs.kind -> the task that runs it
 VISIBILITY_TIMEOUT_S = 7 * 24 * 3600  # longer than any job: Redis redelivers an unacked task only after this
 BROKER_TIMEOUT_S = 3
 
@@ -36,7 +38,7 @@ def make_celery(settings: Settings) -> Celery:
         broker_transport_options=transport_options,
         broker_connection_timeout=BROKER_TIMEOUT_S,
         broker_connection_retry_on_startup=True,
-        task_default_queue=settings.celery_queue,  # where send_finetune sends
+        task_default_queue=settings.celery_queue,  # where send_job sends
         task_queues=[Queue(settings.celery_queue)],  # what a worker started without -Q consumes
         task_acks_late=True,  # a job's message is acknowledged when the job ends, not when it starts
         task_reject_on_worker_lost=True,  # a killed child puts its message back
@@ -48,8 +50,9 @@ def make_celery(settings: Settings) -> Celery:
     return celery
 
 
-def send_finetune(celery: Celery, job_id: str) -> None:
-    celery.send_task(FINETUNE_TASK, args=[job_id], retry=False)
+def send_job(celery: Celery, job_id: str, kind: str) -> None:
+    """Sends the job to the task of its kind (jobs.kind)."""
+    celery.send_task(TASK_OF_KIND[kind], args=[job_id], retry=False)
 
 
 def check_broker(celery: Celery) -> None:

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from app.db.jobs import JobStatus
 from app.db.models import Job, MetricPoint
+from app.gate import DEFAULT_MAX_CLASS_DROP
+from app.serving.schemas import EvaluationOut
 from model_core.config import TrainConfig
 
 MAX_PAGE_LIMIT = 200
@@ -107,12 +109,14 @@ class AutoChoice(BaseModel):
 class JobOut(BaseModel):
     id: str
     name: str | None
+    kind: Literal["train", "evaluate"] = Field(description="train: a fine-tuning job (model_id: the model it "
+                                               "trained); evaluate: an evaluation of model_id on dataset_id.")
     status: JobStatus
     dataset_id: str | None
     eval_dataset_id: str | None
     base_model: str
-    hyperparameters: Hyperparameters = Field(description='As requested: "auto" where auto_choices says what '
-                                             "it became.")
+    hyperparameters: Hyperparameters | None = Field(description='As requested: "auto" where auto_choices says '
+                                                    "what it became; null for an evaluation job.")
     auto_choices: dict[str, AutoChoice] | None = Field(description='What each "auto" hyperparameter became and '
                                                        "why; null until the job starts.")
     progress: Progress
@@ -136,9 +140,10 @@ class JobOut(BaseModel):
         else:
             fraction = job.step / job.total_steps if job.total_steps else 0.0
         return cls(
-            id=job.id, name=job.name, status=job.status, dataset_id=job.dataset_id,
+            id=job.id, name=job.name, kind=job.kind, status=job.status, dataset_id=job.dataset_id,
             eval_dataset_id=job.eval_dataset_id, base_model=job.base_model,
-            hyperparameters=Hyperparameters(**job.hyperparameters), auto_choices=job.auto_choices,
+            hyperparameters=Hyperparameters(**job.hyperparameters) if job.kind == "train" else None,
+            auto_choices=job.auto_choices,
             progress=Progress(step=job.step, total_steps=job.total_steps, epoch=job.epoch, fraction=fraction),
             metrics=JobMetrics(**(job.metrics or {})), model_id=job.model_id, error=job.error,
             created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at, device=job.device,
@@ -174,6 +179,69 @@ def metric_point_out(point: MetricPoint) -> TrainPoint | EvalPoint:
 class JobMetricsHistory(BaseModel):
     train: list[TrainPoint]
     eval: list[EvalPoint]
+
+
+# --- evaluations and deployments ----------------------------------------------------------------------------------
+
+class EvaluationCreate(StrictBody):
+    dataset_id: str = Field(description="A labeled dataset whose labels are all the model's.")
+
+
+class Delta(BaseModel):
+    a: float | None
+    b: float | None
+    delta: float | None = Field(description="b - a; null when either is.")
+
+
+class ClassDelta(BaseModel):
+    label: str
+    support: int | None = Field(description="Rows of the dataset with this label.")
+    precision: Delta
+    recall: Delta
+    f1: Delta
+
+
+class Comparison(BaseModel):
+    accuracy: Delta
+    macro_f1: Delta
+    per_class: list[ClassDelta]
+
+
+class EvaluationComparison(Comparison):
+    a: EvaluationOut
+    b: EvaluationOut
+
+
+class DeployRequest(StrictBody):
+    """The promotion gate; no body (or require_better_than_deployed false) deploys as before."""
+
+    require_better_than_deployed: bool = Field(False, description="Evaluate this model and the deployed one on "
+                                               "on_dataset and refuse (409, with the per-class deltas) unless this "
+                                               "one's macro-F1 is at least the deployed one's and no class's F1 "
+                                               "drops by more than max_class_drop.")
+    on_dataset: str | None = Field(None, description="The dataset id both models are evaluated on (their stored "
+                                   "evaluations on it are reused).")
+    max_class_drop: float = Field(DEFAULT_MAX_CLASS_DROP, ge=0, le=1, description="Largest drop of one class's F1 "
+                                  "the gate accepts.")
+
+    @model_validator(mode="after")
+    def _dataset_with_gate(self) -> DeployRequest:
+        if self.require_better_than_deployed != (self.on_dataset is not None):
+            raise ValueError("require_better_than_deployed and on_dataset go together: the gate compares the models "
+                             "on that dataset")
+        return self
+
+
+class DeploymentOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True, protected_namespaces=())
+
+    id: int
+    model_id: str | None = Field(description="The model deployed; null once deleted.")
+    previous_model_id: str | None = Field(description="The model deployed before it; null when none was.")
+    reason: Literal["manual", "auto", "rollback"]
+    detail: dict | None = Field(description="The gate's comparison (passed, reasons, max_class_drop, comparison: "
+                                "per-class deltas) when one ran; what AUTO_DEPLOY decided for an auto deployment.")
+    created_at: datetime
 
 
 # --- operations ----------------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ The README's configuration table documents each field; tests check the two agree
 """
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -57,6 +58,11 @@ class Settings(BaseSettings):
         60, gt=0, description="A running job whose worker heartbeat is older than this is taken over."
     )
     device: Device = Field("auto", description="Training device: auto (cuda when present), cpu or cuda.")
+    auto_deploy: Literal["first", "if_better", "never"] = Field(
+        "if_better", description="What a finished training job deploys: first: its model when none is deployed; "
+        "if_better: that, or over the deployed model when both have the same labels and the promotion gate passes "
+        "on the job's held-out rows, both models evaluated on them; never: nothing."
+    )
 
 
 @lru_cache

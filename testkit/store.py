@@ -2,6 +2,7 @@
 the model registry filled the way a finished job fills it."""
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -54,8 +55,16 @@ def register_model_dir(session_factory: Callable[[], Session], model_dir: Path, 
         model_id = store.register_model(session, job, model_dir).id
         session.commit()
         if deploy:
-            store.deploy_model(session, model_id)
+            store.deploy_model(session, model_id, reason="manual")
         return model_id
+
+
+def register_copy(session_factory: Callable[[], Session], artifact_dir: Path, source: Path,
+                  deploy: bool = False) -> str:
+    """Registers a copy of the classifier directory `source` under ARTIFACT_DIR/models/; returns its model id."""
+    model_dir = new_model_dir(artifact_dir)
+    shutil.copytree(source, model_dir)
+    return register_model_dir(session_factory, model_dir, deploy)
 
 
 def new_model_dir(artifact_dir: Path) -> Path:

@@ -5,7 +5,6 @@ testkit/ and re-exported here (make_tiny_bert, tiny_model_config, write_sst2).""
 from __future__ import annotations
 
 import random
-import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,18 +18,19 @@ from app.main import create_app
 from app.settings import Settings
 from model_core.base_models import resolve_base_model
 from model_core.checkpoint import load_pretrained_encoder, save_model
-from model_core.config import MULTI_LABEL, SINGLE_LABEL, ModelConfig, Pooling
+from model_core.config import MULTI_LABEL, SINGLE_LABEL, ModelConfig, Pooling, TrainConfig
 from model_core.data import AnyExample, Example, MultiLabelExample
 from model_core.model import Classifier
 from model_core.tokenization import Tokenizer
+from model_core.train import finetune
 from testkit.data import write_sst2
 from testkit.models import make_tiny_bert, tiny_model_config
-from testkit.store import new_model_dir, register_model_dir, sqlite_settings_for
+from testkit.store import register_copy, sqlite_settings_for
 
 __all__ = [
     "TINY_HYPERPARAMETERS", "ServingApp", "make_tiny_base", "make_tiny_bert", "minilm_with_random_head",
-    "save_minilm_classifier", "sentiment_examples", "serving_app", "tiny_model_config", "topic_examples", "write_sst2",
-    "write_tsv",
+    "save_minilm_classifier", "sentiment_examples", "serving_app", "swapped_labels", "tiny_model_config",
+    "topic_examples", "train_sentiment_model", "write_sst2", "write_tsv",
 ]
 
 # the API's hyperparameters of a job on the tiny BERT (make_tiny_bert) that trains in seconds
@@ -69,6 +69,20 @@ def sentiment_examples(n: int, seed: int) -> list[Example]:
         rng.shuffle(words)
         examples.append(Example(" ".join(words), None, label))
     return examples
+
+
+def swapped_labels(examples: list[Example]) -> list[Example]:
+    """sentiment_examples with "pos" and "neg" swapped: corrupted labels a model learns to answer wrongly."""
+    return [Example(e.text, e.text_pair, "neg" if e.label == "pos" else "pos") for e in examples]
+
+
+def train_sentiment_model(tiny_base: Path, out_dir: Path, corrupted: bool = False) -> Path:
+    """A classifier of make_tiny_base trained in seconds on 48 sentiment_examples (their labels swapped when
+    `corrupted`: then it answers the opposite of the truth), evaluated on 16 others; its saved directory."""
+    train = sentiment_examples(48, seed=0)
+    cfg = TrainConfig(epochs=12, batch_size=8, learning_rate=3e-3, max_len=16, seed=3)
+    return finetune(swapped_labels(train) if corrupted else train, sentiment_examples(16, seed=1), tiny_base, out_dir,
+                    cfg, labels=["pos", "neg"], device="cpu").model_dir
 
 
 def topic_examples(n: int, seed: int) -> list[MultiLabelExample]:
@@ -126,9 +140,7 @@ class ServingApp:
 
     def register_copy(self, source: Path) -> str:
         """Registers a further copy of a classifier directory (e.g. one to delete); returns its id."""
-        model_dir = new_model_dir(self.settings.artifact_dir)
-        shutil.copytree(source, model_dir)
-        return register_model_dir(self.app.state.session_factory, model_dir)
+        return register_copy(self.app.state.session_factory, self.settings.artifact_dir, source)
 
 
 @asynccontextmanager
@@ -140,11 +152,8 @@ async def serving_app(
     httpx's ASGI transport."""
     settings = sqlite_settings_for(root, **settings)
     session_factory = make_session_factory(settings.database_url)
-    model_ids = []
-    for index, source in enumerate(classifier_dirs):
-        model_dir = new_model_dir(settings.artifact_dir)
-        shutil.copytree(source, model_dir)
-        model_ids.append(register_model_dir(session_factory, model_dir, deploy=deploy and index == 0))
+    model_ids = [register_copy(session_factory, settings.artifact_dir, source, deploy=deploy and index == 0)
+                 for index, source in enumerate(classifier_dirs)]
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

@@ -28,6 +28,16 @@ def wait_for_job(client, job_id: str, statuses=TERMINAL, timeout: float = 120, u
         time.sleep(0.2)
 
 
+def kill_worker_mid_job(client, worker, job_id: str, until, timeout: float = 180) -> dict:
+    """Once `until(job)` holds, SIGKILLs the whole worker (the job stays running: nobody ended it), starts it again
+    and returns the job when it has ended, its stale lease taken over by the new worker."""
+    wait_for_job(client, job_id, until=until, timeout=120)
+    worker.kill()
+    assert client.get(f"/jobs/{job_id}").json()["status"] == "running"
+    worker.start()
+    return wait_for_job(client, job_id, timeout=timeout)
+
+
 def sse_events(body: str) -> list[tuple[str, dict]]:
     """(event, data) pairs of a text/event-stream body."""
     events = []

@@ -1,1 +1,2 @@
-"""Celery worker: the app (celery_app) and the fine-tuning task (tasks), which runs training.run_job."""
+"""Celery worker: the app (celery_app) and the tasks (tasks): fine-tuning jobs (training.run_job) and evaluation
+jobs (evaluation.run_evaluation_job)."""

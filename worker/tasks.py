@@ -8,9 +8,10 @@ from billiard import current_process
 from celery.signals import worker_process_init
 
 from app.db.session import make_session_factory
-from app.queue import FINETUNE_TASK
+from app.queue import EVALUATE_TASK, FINETUNE_TASK
 from app.settings import load_settings
 from worker.celery_app import app
+from worker.evaluation import run_evaluation_job
 from worker.training import run_job
 
 log = logging.getLogger(__name__)
@@ -29,3 +30,10 @@ def finetune(job_id: str) -> None:
     """Runs (or resumes) the fine-tuning job `job_id`; a delivery for a job running elsewhere is dropped."""
     settings = load_settings()
     run_job(job_id, settings, make_session_factory(settings.database_url))
+
+
+@app.task(name=EVALUATE_TASK)
+def evaluate(job_id: str) -> None:
+    """Runs (again, from its start) the evaluation job `job_id`; a delivery for a job running elsewhere is dropped."""
+    settings = load_settings()
+    run_evaluation_job(job_id, settings, make_session_factory(settings.database_url))

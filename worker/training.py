@@ -14,16 +14,18 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy.orm import Session
 
 from app.db import jobs, store
 from app.db.models import Dataset, Job, MetricPoint, new_id, utcnow
+from app.evaluation import auto_deploy
 from app.settings import Settings
 from model_core.auto import Choices
 from model_core.base_models import resolve_base_model
 from model_core.config import TrainConfig
-from model_core.data import Example, Table, read_table, stratified_split
+from model_core.data import AnyExample, Table, stratified_split
 from model_core.train import EvalInfo, StepInfo, TrainingStopped, TrainResult, finetune
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,7 @@ TRAIN_POINT_EVERY = 10
 PROGRESS_FLUSH_S = 2.0
 MAX_ERROR_CHARS = 2000
 SessionFactory = Callable[[], Session]
+Row = TypeVar("Row")
 
 
 class Heartbeat(threading.Thread):
@@ -114,53 +117,60 @@ class ProgressRecorder:
         self.points, self.superseded_from = [], None
         self.last_flush = time.monotonic()
 
+    def on_progress(self, step: int) -> None:
+        """Progress without metric points (an evaluation job's batches): written at the first call of a delivery,
+        then at most every PROGRESS_FLUSH_S."""
+        first_of_delivery = not self.started
+        self.started, self.step = True, step
+        if first_of_delivery or time.monotonic() - self.last_flush >= PROGRESS_FLUSH_S:
+            self.flush()
 
-def _read(dataset: Dataset):
-    return read_table(Path(dataset.path), label_column=dataset.label_column, text_column=dataset.text_column,
-                      text_pair_column=dataset.text_pair_column, label_delimiter=dataset.label_delimiter,
-                      allow_no_label=dataset.allow_no_label)
 
-
-def _train(job: Job, train_set: Dataset, eval_set: Dataset | None, settings: Settings, recorder: ProgressRecorder,
-           heartbeat: Heartbeat) -> TrainResult:
+def _train(job: Job, table: Table, eval_examples: list[AnyExample] | None, settings: Settings,
+           recorder: ProgressRecorder, heartbeat: Heartbeat) -> TrainResult:
     return train_table(
-        _read(train_set), None if eval_set is None else _read(eval_set).examples, job.eval_fraction, job.base_model,
-        settings.artifact_dir / "jobs" / job.id, TrainConfig.model_validate(job.hyperparameters),
-        device=settings.device, on_step=recorder.on_step, on_eval=recorder.on_eval, on_start=recorder.on_start,
-        should_stop=heartbeat.should_stop,
+        table, eval_examples, job.eval_fraction, job.base_model, settings.artifact_dir / "jobs" / job.id,
+        TrainConfig.model_validate(job.hyperparameters), device=settings.device, on_step=recorder.on_step,
+        on_eval=recorder.on_eval, on_start=recorder.on_start, should_stop=heartbeat.should_stop,
     )
 
 
-def train_table(table: Table, eval_examples: list[Example] | None, eval_fraction: float | None, base_model: str,
-                out_dir: Path, cfg: TrainConfig, **run_options) -> TrainResult:
-    """What a job trains on its data (bench/quality.py runs it as the service's defaults): the table's rows, less a
-    stratified `eval_fraction` held out (seeded by cfg.seed) for evaluation and best-model selection when no eval
-    set is given; labels in the table's first-seen order; resumes from out_dir's checkpoints. `run_options`:
-    finetune's device and callbacks."""
+def held_out_split(table: Table, eval_examples: list[AnyExample] | None, eval_fraction: float | None,
+                   seed: int) -> tuple[list[AnyExample], list[AnyExample]]:
+    """A job's (training, evaluation) rows: the table's rows and the given eval set, or without one the table's
+    rows less a stratified `eval_fraction` held out, seeded by `seed` (the same rows every time)."""
     if eval_examples is not None:
-        train_examples = table.examples
-    else:
-        train_examples, eval_examples = stratified_split(table.examples, eval_fraction, cfg.seed)
+        return table.examples, eval_examples
+    return stratified_split(table.examples, eval_fraction, seed)
+
+
+def train_table(table: Table, eval_examples: list[AnyExample] | None, eval_fraction: float | None, base_model: str,
+                out_dir: Path, cfg: TrainConfig, **run_options) -> TrainResult:
+    """What a job trains on its data (bench/quality.py runs it as the service's defaults): held_out_split's rows,
+    the evaluation rows for evaluation and best-model selection; labels in the table's first-seen order; resumes
+    from out_dir's checkpoints. `run_options`: finetune's device and callbacks."""
+    train_examples, eval_examples = held_out_split(table, eval_examples, eval_fraction, cfg.seed)
     return finetune(train_examples, eval_examples, resolve_base_model(base_model), out_dir, cfg,
                     labels=list(table.labels), resume=True, **run_options)
 
 
-def _register(session_factory: SessionFactory, job: Job, worker_id: str, result: TrainResult,
-              settings: Settings) -> None:
-    """Moves the model to ARTIFACT_DIR/models/<id>/, ends the job with it and its held-out evaluation report, and
-    deploys it when none is."""
+def _register(session_factory: SessionFactory, job: Job, worker_id: str, result: TrainResult, settings: Settings,
+              held_out: list[AnyExample]) -> None:
+    """Moves the model to ARTIFACT_DIR/models/<id>/, decides whether to deploy it as AUTO_DEPLOY says (`held_out`:
+    the rows it was evaluated on; app.evaluation.auto_deploy), then ends the job with it, its held-out evaluation
+    report and that deployment in one transaction: a job seen succeeded has its deployment decided."""
     model_dir = settings.artifact_dir / "models" / new_id()
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(result.model_dir, model_dir)
     with session_factory() as session:
+        deploy_detail, outcome = auto_deploy(session, result.report, held_out, job.id, settings)
         record = jobs.succeed(session, job.id, worker_id, model_dir=model_dir, total_steps=result.total_steps,
                               epoch=result.epoch, metrics=_final_metrics(result),
-                              device=result.device, report=result.report)
+                              device=result.device, report=result.report, deploy_detail=deploy_detail)
         if record is None:  # another worker took the job over
             shutil.rmtree(model_dir, ignore_errors=True)
             return
-        if store.deployed_model(session) is None:
-            store.deploy_model(session, record.id)
+        log.info("job %s: model %s %s", job.id, record.id, outcome)
     shutil.rmtree(settings.artifact_dir / "jobs" / job.id / "checkpoints", ignore_errors=True)
 
 
@@ -174,32 +184,56 @@ def _final_metrics(result: TrainResult) -> dict:
     return metrics
 
 
-def run_job(job_id: str, settings: Settings, session_factory: SessionFactory) -> None:
+Work = Callable[[Job, str, Heartbeat], None]  # (the leased job, this worker's id, its heartbeat)
+
+
+def job_row(session: Session, table: type[Row], key: str | None, what: str) -> Row:
+    """A row the job reads (its dataset, its model); ValueError, which fails the job, when it was deleted."""
+    row = session.get(table, key) if key else None
+    if row is None:
+        raise ValueError(f"the job's {what} was deleted")
+    return row
+
+
+def run_leased(job_id: str, settings: Settings, session_factory: SessionFactory, work: Work, what: str) -> None:
+    """One delivery of a job of any kind: takes the lease (or drops the delivery), runs `work` while a heartbeat
+    renews the lease, and ends the job cancelled when `work` stops at a cancel (TrainingStopped), failed with the
+    first line of any other error. `work` ends the job itself when it succeeds."""
     worker_id = jobs.this_worker_id()
     with session_factory() as session:
         job = jobs.try_acquire_lease(session, job_id, worker_id, settings.job_lease_seconds)
-        if job is None:
-            log.info("job %s: not taken (unknown, finished, cancelled or running elsewhere)", job_id)
-            return
-        train_set = session.get(Dataset, job.dataset_id) if job.dataset_id else None
-        eval_set = session.get(Dataset, job.eval_dataset_id) if job.eval_dataset_id else None
+    if job is None:
+        log.info("job %s: not taken (unknown, finished, cancelled or running elsewhere)", job_id)
+        return
     log.info("job %s: attempt %d on %s", job_id, job.attempts, worker_id)
     heartbeat = Heartbeat(session_factory, job_id, worker_id, interval=min(1.0, settings.job_lease_seconds / 4))
     heartbeat.start()
-    recorder = ProgressRecorder(session_factory, job_id, worker_id)
     try:
-        if train_set is None:
-            raise ValueError("the job's dataset was deleted")
-        result = _train(job, train_set, eval_set, settings, recorder, heartbeat)
-        _register(session_factory, job, worker_id, result, settings)
+        work(job, worker_id, heartbeat)
     except TrainingStopped:
         if not heartbeat.lease_lost.is_set():
             with session_factory() as session:
                 jobs.end_cancelled(session, job_id, worker_id)
     except Exception as error:
-        log.exception("job %s failed", job_id)
+        log.exception("%s job %s failed", what, job_id)
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         with session_factory() as session:
             jobs.fail(session, job_id, worker_id, message[:MAX_ERROR_CHARS])
     finally:
         heartbeat.stop()
+
+
+def run_job(job_id: str, settings: Settings, session_factory: SessionFactory) -> None:
+    """One delivery of a fine-tuning job."""
+    def work(job: Job, worker_id: str, heartbeat: Heartbeat) -> None:
+        with session_factory() as session:
+            train_set = job_row(session, Dataset, job.dataset_id, "dataset")
+            eval_set = session.get(Dataset, job.eval_dataset_id) if job.eval_dataset_id else None
+        table = store.read_dataset(train_set)
+        eval_examples = None if eval_set is None else store.read_dataset(eval_set).examples
+        recorder = ProgressRecorder(session_factory, job_id, worker_id)
+        result = _train(job, table, eval_examples, settings, recorder, heartbeat)
+        held_out = held_out_split(table, eval_examples, job.eval_fraction, job.hyperparameters["seed"])[1]
+        _register(session_factory, job, worker_id, result, settings, held_out)
+
+    run_leased(job_id, settings, session_factory, work, "fine-tuning")

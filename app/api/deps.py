@@ -6,8 +6,8 @@ from typing import Annotated, TypeVar
 from fastapi import Depends, Query, Request
 from sqlalchemy.orm import Session
 
-from app.db.models import Dataset, Job, ModelRecord
-from app.errors import DatasetNotFound, JobNotFound, ModelNotFound, NotFound
+from app.db.models import Dataset, Evaluation, Job, ModelRecord
+from app.errors import DatasetNotFound, EvaluationNotFound, JobNotFound, ModelNotFound, NotFound
 from app.schemas import DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT
 from app.serving.service import PredictionService
 from app.settings import Settings
@@ -53,3 +53,7 @@ def get_job_or_404(session: Session, job_id: str) -> Job:
 
 def get_model_or_404(session: Session, model_id: str) -> ModelRecord:
     return _stored(session, ModelRecord, model_id, ModelNotFound)
+
+
+def get_evaluation_or_404(session: Session, evaluation_id: str) -> Evaluation:
+    return _stored(session, Evaluation, evaluation_id, EvaluationNotFound)

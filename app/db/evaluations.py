@@ -24,3 +24,10 @@ def held_out(session: Session, model_id: str) -> Evaluation | None:
     """The model's held-out evaluation (the newest, should a job have stored one twice); None when it has none."""
     return session.scalars(select(Evaluation).where(Evaluation.model_id == model_id, Evaluation.source == HELD_OUT)
                            .order_by(Evaluation.created_at.desc())).first()
+
+
+def on_dataset(session: Session, model_id: str, dataset_id: str) -> Evaluation | None:
+    """The newest report of the model on the dataset (an evaluation job's or the deploy gate's), if any."""
+    return session.scalars(select(Evaluation).where(
+        Evaluation.model_id == model_id, Evaluation.dataset_id == dataset_id, Evaluation.source == ON_DATASET)
+        .order_by(Evaluation.created_at.desc())).first()

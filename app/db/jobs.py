@@ -22,10 +22,11 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from app.db import evaluations, store
-from app.db.models import Job, MetricPoint, ModelRecord, utcnow
+from app.db.models import Evaluation, Job, MetricPoint, ModelRecord, utcnow
 from app.errors import JobFinished
 
 MAX_ATTEMPTS = 3  # deliveries of one job that may lose their worker before the job is failed
+Send = Callable[[str, str], None]  # sends (job id, job kind) to the worker
 
 
 class JobStatus(StrEnum):
@@ -53,6 +54,16 @@ def create(session: Session, *, name: str | None, dataset_id: str, eval_dataset_
     return job
 
 
+def create_evaluation(session: Session, *, model: ModelRecord, dataset_id: str) -> Job:
+    """A new queued job of kind "evaluate" (`model` on the dataset `dataset_id`), committed."""
+    job = Job(kind="evaluate", status=JobStatus.queued, dataset_id=dataset_id, model_id=model.id,
+              base_model=model.base_model, hyperparameters={}, step=0, epoch=0.0, metrics={}, cancel_requested=False,
+              attempts=0)
+    session.add(job)
+    session.commit()
+    return job
+
+
 def mark_unqueueable(session: Session, job: Job, reason: str) -> None:
     """The broker did not take the new job's message: it fails at once rather than wait for a message never sent."""
     job.status, job.error, job.finished_at = JobStatus.failed, reason, utcnow()
@@ -74,6 +85,12 @@ def active_job_reading(session: Session, dataset_id: str) -> str | None:
     """A queued or running job that trains or evaluates on the dataset, if any."""
     return session.scalars(select(Job.id).where(
         (Job.dataset_id == dataset_id) | (Job.eval_dataset_id == dataset_id), Job.status.in_(ACTIVE))).first()
+
+
+def active_job_evaluating(session: Session, model_id: str) -> str | None:
+    """A queued or running evaluation job of the model, if any."""
+    return session.scalars(select(Job.id).where(Job.kind == "evaluate", Job.model_id == model_id,
+                                                Job.status.in_(ACTIVE))).first()
 
 
 def count_by_status(session: Session) -> dict[JobStatus, int]:
@@ -172,10 +189,11 @@ def record_progress(session: Session, job_id: str, worker_id: str, *, step: int,
 
 
 def succeed(session: Session, job_id: str, worker_id: str, *, model_dir: Path, total_steps: int, epoch: float,
-            metrics: dict, device: str, report: dict | None = None) -> ModelRecord | None:
+            metrics: dict, device: str, report: dict | None = None,
+            deploy_detail: dict | None = None) -> ModelRecord | None:
     """Ends the job as succeeded and registers its model, with the model's held-out evaluation `report` (whose
-    warnings join the job's), in one transaction; None (nothing changed) when another worker has taken the job
-    over."""
+    warnings join the job's) and, given `deploy_detail`, deploys it (an "auto" Deployment with that detail), in one
+    transaction; None (nothing changed) when another worker has taken the job over."""
     job = session.get(Job, job_id, populate_existing=True)
     if job.worker_id != worker_id:
         return None
@@ -187,8 +205,25 @@ def succeed(session: Session, job_id: str, worker_id: str, *, model_dir: Path, t
         evaluations.add(session, model_id=record.id, report=report, source=evaluations.HELD_OUT,
                         dataset_id=job.eval_dataset_id, job_id=job.id)
         job.warnings = [*(job.warnings or []), *report["warnings"]]
+    if deploy_detail is not None:
+        store.switch_deployed(session, record.id, reason="auto", detail=deploy_detail)
     session.commit()
     return record
+
+
+def succeed_evaluation(session: Session, job_id: str, worker_id: str, *, report: dict, total_steps: int,
+                       metrics: dict, device: str) -> Evaluation | None:
+    """Ends an evaluation job as succeeded and stores its report (source "dataset"), in one transaction; None
+    (nothing changed) when another worker has taken the job over."""
+    job = session.get(Job, job_id, populate_existing=True)
+    if job.worker_id != worker_id:
+        return None
+    job.status, job.step, job.total_steps, job.metrics = JobStatus.succeeded, total_steps, total_steps, metrics
+    job.device, job.finished_at, job.worker_id = device, utcnow(), None
+    evaluation = evaluations.add(session, model_id=job.model_id, report=report, source=evaluations.ON_DATASET,
+                                 dataset_id=job.dataset_id, job_id=job.id)
+    session.commit()
+    return evaluation
 
 
 def fail(session: Session, job_id: str, worker_id: str, error: str) -> None:
@@ -207,7 +242,7 @@ def _end(session: Session, job_id: str, worker_id: str, **values) -> None:
 
 # --- recovery of jobs whose worker is gone ---------------------------------------------------------------------------
 
-def _requeue_or_fail(session: Session, job: Job, reason: str, send: Callable[[str], None] | None = None) -> bool:
+def _requeue_or_fail(session: Session, job: Job, reason: str, send: Send | None = None) -> bool:
     """Puts an abandoned running job back in the queue (True) or fails it after MAX_ATTEMPTS (False).
 
     With `send`, the job's message goes out before the row changes: if the broker is away the job stays as it
@@ -223,12 +258,12 @@ def _requeue_or_fail(session: Session, job: Job, reason: str, send: Callable[[st
     else:
         values = dict(status=JobStatus.queued, worker_id=None)
         if send is not None:
-            send(job.id)
+            send(job.id, job.kind)
     changed = session.execute(update(Job).where(*guard).values(**values)).rowcount
     return bool(changed) and values["status"] == JobStatus.queued
 
 
-def requeue_stale_jobs(session: Session, lease_seconds: float, send: Callable[[str], None]) -> list[str]:
+def requeue_stale_jobs(session: Session, lease_seconds: float, send: Send) -> list[str]:
     """Running jobs whose worker stopped heartbeating: sent again and marked queued, or failed (ids requeued)."""
     cutoff = utcnow() - timedelta(seconds=lease_seconds)
     stale = session.scalars(
@@ -243,15 +278,17 @@ def requeue_stale_jobs(session: Session, lease_seconds: float, send: Callable[[s
     return requeued
 
 
-def recover_interrupted_jobs(session: Session) -> list[str]:
+def recover_interrupted_jobs(session: Session) -> list[tuple[str, str]]:
     """At start of the embedded service (whose worker is the only one): every running job was interrupted.
 
-    Requeues them (or fails those out of attempts) and returns every queued job id, oldest first, to send again.
+    Requeues them (or fails those out of attempts) and returns every queued job's (id, kind), oldest first, to send
+    again.
     """
     for job in session.scalars(select(Job).where(Job.status == JobStatus.running)).all():
         _requeue_or_fail(session, job, "the service stopped while this job was running")
     session.commit()
-    return list(session.scalars(select(Job.id).where(Job.status == JobStatus.queued).order_by(Job.created_at)).all())
+    queued = session.execute(select(Job.id, Job.kind).where(Job.status == JobStatus.queued).order_by(Job.created_at))
+    return [(job_id, kind) for job_id, kind in queued]
 
 
 def _iso(moment: datetime | None) -> str:

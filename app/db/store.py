@@ -1,15 +1,20 @@
-"""Queries the API and the worker share: pages and the model registry (the job lifecycle is app.db.jobs)."""
+"""Queries the API and the worker share: pages, datasets' files, the model registry and deployments (the job
+lifecycle is app.db.jobs, evaluation reports app.db.evaluations)."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
-from app.db.models import Job, ModelRecord
-from app.errors import ModelNotFound, Unprocessable
+from app.db.models import Dataset, Deployment, Job, ModelRecord
+from app.errors import DatasetFilesGone, ModelNotFound, NothingToRollBack, Unprocessable
 from model_core.config import MULTI_LABEL, SINGLE_LABEL
+from model_core.data import Table, read_table
+
+DeployReason = Literal["manual", "auto", "rollback"]
 
 
 def page(session: Session, query: Select, order_by, limit: int, offset: int) -> tuple[list, int]:
@@ -21,6 +26,15 @@ def page(session: Session, query: Select, order_by, limit: int, offset: int) -> 
 
 def directory_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def read_dataset(dataset: Dataset) -> Table:
+    """The dataset's stored file, read as it was at upload; DatasetFilesGone when the file is no longer there."""
+    if not Path(dataset.path).is_file():
+        raise DatasetFilesGone(dataset.id)
+    return read_table(Path(dataset.path), label_column=dataset.label_column, text_column=dataset.text_column,
+                      text_pair_column=dataset.text_pair_column, label_delimiter=dataset.label_delimiter,
+                      allow_no_label=dataset.allow_no_label)
 
 
 # --- the model registry --------------------------------------------------------------------------------------------
@@ -40,19 +54,50 @@ def register_model(session: Session, job: Job, model_dir: Path) -> ModelRecord:
     return record
 
 
-def deploy_model(session: Session, model_id: str) -> ModelRecord:
-    """Makes `model_id` the one deployed model (others cleared in the same transaction)."""
+def deployed_model(session: Session) -> ModelRecord | None:
+    return session.scalars(select(ModelRecord).where(ModelRecord.deployed.is_(True))).first()
+
+
+# --- deployments: every change of the deployed model goes through deploy_model ---------------------------------------
+
+def deploy_model(session: Session, model_id: str, *, reason: DeployReason, detail: dict | None = None) -> ModelRecord:
+    """Makes `model_id` the one deployed model and records it (switch_deployed), committed."""
     record = session.get(ModelRecord, model_id)
     if record is None:
         raise ModelNotFound(model_id)
-    session.execute(update(ModelRecord).values(deployed=(ModelRecord.id == model_id)))
+    switch_deployed(session, model_id, reason=reason, detail=detail)
     session.commit()
     session.refresh(record)
     return record
 
 
-def deployed_model(session: Session) -> ModelRecord | None:
-    return session.scalars(select(ModelRecord).where(ModelRecord.deployed.is_(True))).first()
+def switch_deployed(session: Session, model_id: str, *, reason: DeployReason, detail: dict | None = None) -> None:
+    """In the caller's transaction: makes `model_id` (a registered model) the one deployed model, others cleared,
+    and appends a Deployment (`detail`: the gate's comparison when one ran) to the history. Deploying the deployed
+    model changes nothing."""
+    previous = deployed_model(session)
+    if previous is not None and previous.id == model_id:
+        return
+    session.execute(update(ModelRecord).values(deployed=(ModelRecord.id == model_id)))
+    session.add(Deployment(model_id=model_id, previous_model_id=previous.id if previous else None, reason=reason,
+                           detail=detail))
+
+
+def rollback_target(session: Session) -> str:
+    """The model deployed before the deployed one (the previous_model_id of the deployment that made it current),
+    still registered; NothingToRollBack otherwise. A rollback is a deployment too, so a second one undoes it."""
+    current = deployed_model(session)
+    if current is None:
+        raise NothingToRollBack("no model is deployed: nothing to roll back")
+    last = session.scalars(select(Deployment).where(Deployment.model_id == current.id)
+                           .order_by(Deployment.id.desc())).first()
+    previous = last.previous_model_id if last is not None else None
+    if previous is None:
+        raise NothingToRollBack(f"model {current.id} was deployed when no other model was: nothing to roll back to")
+    if session.get(ModelRecord, previous) is None:
+        raise NothingToRollBack(f"model {previous}, deployed before {current.id}, was deleted")
+    return previous
+
 
 
 def set_decision_settings(session: Session, record: ModelRecord, changes: dict) -> ModelRecord:

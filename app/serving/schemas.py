@@ -47,8 +47,9 @@ class EvaluationOut(BaseModel):
     model_id: str
     dataset_id: str | None = Field(description="The dataset evaluated on; null for a held-out split of the "
                                    "training dataset.")
-    job_id: str | None = Field(description="The job that computed it.")
-    source: str = Field(description='"held_out": the training job\'s evaluation set; "dataset": an evaluation job.')
+    job_id: str | None = Field(description="The job that computed it; null when the deploy gate did.")
+    source: str = Field(description='"held_out": the training job\'s evaluation set; "dataset": an evaluation job '
+                        "or the deploy gate, on dataset_id.")
     report: dict = Field(description="The evaluation report: metrics, per_class, confusion_matrix, calibration, "
                          "coverage, confident_mistakes, baselines, thresholds, warnings (see the README).")
     created_at: datetime

@@ -155,11 +155,14 @@ class PredictionService:
         return Prediction(model_id, model.labels, probs, decision.thresholds_over(model.labels, model.thresholds),
                           decision.min_confidence)
 
-    async def deploy(self, model_id: str) -> ModelRecord:
-        """Loads the model fully, then makes it the deployed one in the store and for this process."""
+    async def deploy(self, model_id: str, reason: store.DeployReason = "manual",
+                     detail: dict | None = None) -> ModelRecord:
+        """Loads the model fully, then makes it the deployed one in the store (store.deploy_model: the history gets
+        `reason` and `detail`) and for this process."""
         model_dir = Path((await self._record(model_id)).path)
         await self._loaded(model_id, model_dir)
-        record = await self._in_store(lambda session: store.deploy_model(session, model_id))
+        record = await self._in_store(lambda session: store.deploy_model(session, model_id, reason=reason,
+                                                                         detail=detail))
         self._deployed, self._deployed_read_at = (model_id, model_dir), time.monotonic()
         return record
 

@@ -8,7 +8,7 @@ from app.main import create_app
 from tests.factories import TINY_HYPERPARAMETERS
 from tests.harness import sse_events, stored_files
 
-JOB_FIELDS = {"id", "name", "status", "dataset_id", "eval_dataset_id", "base_model", "hyperparameters",
+JOB_FIELDS = {"id", "name", "kind", "status", "dataset_id", "eval_dataset_id", "base_model", "hyperparameters",
               "auto_choices", "progress", "metrics", "model_id", "error", "created_at", "started_at", "finished_at",
               "device", "warnings", "evaluation_url"}
 TWO_LABELS = b"label\ttext\na\tx\na\ty\nb\tz\nb\tw\n"
@@ -29,7 +29,8 @@ def test_create_returns_the_queued_job_with_defaults_filled(client, job_body):
     assert response.status_code == 202, response.text
     job = response.json()
     assert set(job) == JOB_FIELDS
-    assert (job["status"], job["name"], job["eval_dataset_id"], job["model_id"]) == ("queued", "first", None, None)
+    assert (job["kind"], job["status"], job["name"], job["eval_dataset_id"], job["model_id"]) == (
+        "train", "queued", "first", None, None)
     assert job["hyperparameters"] == {"epochs": 2, "batch_size": 8, "learning_rate": 1e-3, "warmup_ratio": 0.1,
                                       "weight_decay": 0.01, "max_len": 32, "seed": 42, "save_steps": 500,
                                       "total_steps": None, "grad_clip": 1.0, "eval_steps": "auto",

@@ -49,7 +49,8 @@ def test_abandoned_job_is_requeued_then_failed_with_the_reason(session):
     for attempt in range(1, jobs.MAX_ATTEMPTS + 1):
         assert jobs.try_acquire_lease(session, "j", f"host-a:{attempt}", lease_seconds=60) is not None
         sent = []
-        requeued = jobs.requeue_stale_jobs(session, lease_seconds=0, send=sent.append)
+        requeued = jobs.requeue_stale_jobs(session, lease_seconds=0,
+                                           send=lambda job_id, kind, sent=sent: sent.append(job_id))
         job = session.get(Job, "j", populate_existing=True)
         if attempt < jobs.MAX_ATTEMPTS:
             assert requeued == sent == ["j"] and job.status == "queued" and job.worker_id is None
@@ -60,17 +61,17 @@ def test_abandoned_job_is_requeued_then_failed_with_the_reason(session):
 def test_a_job_the_broker_cannot_take_stays_running_to_be_tried_again(session):
     jobs.try_acquire_lease(session, "j", "host-a:1", lease_seconds=60)
 
-    def broker_down(job_id: str) -> None:
+    def broker_down(job_id: str, kind: str) -> None:
         raise ConnectionError("broker down")
 
     with pytest.raises(ConnectionError):
         jobs.requeue_stale_jobs(session, lease_seconds=0, send=broker_down)
     session.rollback()
     assert session.get(Job, "j", populate_existing=True).status == "running"
-    assert jobs.requeue_stale_jobs(session, lease_seconds=0, send=lambda job_id: None) == ["j"]
+    assert jobs.requeue_stale_jobs(session, lease_seconds=0, send=lambda job_id, kind: None) == ["j"]
 
 
 def test_embedded_restart_requeues_interrupted_jobs(session):
     jobs.try_acquire_lease(session, "j", "host-a:1", lease_seconds=60)
-    assert jobs.recover_interrupted_jobs(session) == ["j"]
+    assert jobs.recover_interrupted_jobs(session) == [("j", "train")]
     assert session.get(Job, "j", populate_existing=True).status == "queued"

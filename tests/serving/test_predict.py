@@ -127,7 +127,7 @@ async def test_no_deployed_model_is_409_until_the_worker_deploys_one(tmp_path, c
         assert (await predict(serving.client, ["ok"], model=serving.model_b))["model"] == serving.model_b
 
         with serving.app.state.session_factory() as session:  # as the worker does, from another process
-            store.deploy_model(session, serving.model_a)
+            store.deploy_model(session, serving.model_a, reason="auto")
         for _ in range(100):  # the api re-reads the deployed model at most every DEPLOYED_REFRESH_S
             response = await serving.client.post("/predict", json={"inputs": ["ok"]})
             if response.status_code != 409:

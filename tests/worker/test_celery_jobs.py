@@ -7,7 +7,7 @@ import re
 import pytest
 
 from tests.factories import TINY_HYPERPARAMETERS, topic_examples, write_tsv
-from tests.harness import sse_events, wait_for_job
+from tests.harness import kill_worker_mid_job, sse_events, wait_for_job
 
 # long enough to act on while it runs: 10 epochs of ~22 steps, a checkpoint every 10
 LONG_HYPERPARAMETERS = {**TINY_HYPERPARAMETERS, "epochs": 10, "batch_size": 2, "save_steps": 10}
@@ -125,11 +125,7 @@ def test_cancel_running_and_queued_jobs(production_client, dataset_id, tiny_base
 def test_worker_killed_mid_job_resumes_from_its_checkpoint(production_client, celery_worker, dataset_id,
                                                            tiny_base_model):
     job = queue_job(production_client, dataset_id, tiny_base_model, LONG_HYPERPARAMETERS)
-    wait_for_job(production_client, job["id"], until=lambda j: j["progress"]["step"] > 15, timeout=120)
-    celery_worker.kill()
-    assert production_client.get(f"/jobs/{job['id']}").json()["status"] == "running"
-    celery_worker.start()
-    done = wait_for_job(production_client, job["id"], timeout=180)
+    done = kill_worker_mid_job(production_client, celery_worker, job["id"], until=lambda j: j["progress"]["step"] > 15)
     assert done["status"] == "succeeded", done
     assert done["progress"]["step"] == done["progress"]["total_steps"]
     train_steps = [point["step"] for point in production_client.get(f"/jobs/{job['id']}/metrics").json()["train"]]

@@ -101,10 +101,11 @@ def _add_job(session: Session, config: JobConfig, train: Dataset, eval_dataset: 
                        hyperparameters=config.hyperparameters.model_dump())
 
 
-def _enqueue(request: Request, session: Session, job: Job) -> None:
-    """Sends the job to the worker; if the broker cannot take it, the job fails and the client gets 503."""
+def enqueue(request: Request, session: Session, job: Job) -> None:
+    """Sends the job (of any kind) to the worker; if the broker cannot take it, the job fails and the client gets
+    503."""
     try:
-        request.app.state.enqueue_job(job.id)
+        request.app.state.enqueue_job(job.id, job.kind)
     except Exception as error:  # the broker's connection errors vary by transport
         jobs.mark_unqueueable(session, job, f"could not queue the job: {error}")
         raise QueueUnavailable(f"the job queue is unavailable: {error}") from None
@@ -147,7 +148,7 @@ async def create_job(request: Request, session: SessionDep, settings: SettingsDe
         job = await _create_from_json(request, session)
     else:
         raise UnsupportedMediaType("send application/json (dataset ids) or multipart/form-data (train file, config)")
-    _enqueue(request, session, job)
+    enqueue(request, session, job)
     return JobOut.of(job)
 
 

@@ -3,16 +3,18 @@ download (with a generated model card), and the held-out evaluation report."""
 import shutil
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import DEFAULT_LIMIT, LimitQuery, OffsetQuery, ServiceDep, SessionDep, get_model_or_404
 from app.auth import require_admin, require_predict
-from app.db import evaluations, store
+from app.db import evaluations, jobs, store
 from app.db.models import Dataset, Evaluation, Job, ModelRecord
-from app.errors import ModelDeployed, ModelFilesGone, NoHeldOutEvaluation
-from app.schemas import Page
+from app.errors import ModelBeingEvaluated, ModelDeployed, ModelFilesGone, NoHeldOutEvaluation
+from app.evaluation import gate_deploy
+from app.schemas import DeployRequest, Page
 from app.serving.archive import tar_gz_chunks
 from app.serving.model_card import MODEL_CARD_FILE, model_card
 from app.serving.schemas import EvaluationOut, ModelOut, ModelPatch
@@ -59,11 +61,26 @@ def get_evaluation(model_id: str, session: SessionDep) -> Evaluation:
     return evaluation
 
 
-@router.post("/{model_id}/deploy", response_model=ModelOut, dependencies=[Depends(require_admin)])
-async def deploy_model(model_id: str, service: ServiceDep) -> ModelRecord:
+@router.post("/{model_id}/deploy", response_model=ModelOut, dependencies=[Depends(require_admin)],
+             responses={404: {"description": "Unknown model or dataset"},
+                        409: {"description": "Refused by the promotion gate (detail: its reasons and per-class "
+                              "deltas), or the dataset's file was deleted"},
+                        422: {"description": "A dataset with labels a model lacks, or too large to evaluate here"}})
+async def deploy_model(model_id: str, request: Request, service: ServiceDep,
+                       body: DeployRequest | None = None) -> ModelRecord:
     """Makes the model the default of /predict. Returns once it is loaded and serving; requests already running
-    finish on the model they started with."""
-    return await service.deploy(model_id)
+    finish on the model they started with. With `require_better_than_deployed`, the promotion gate first
+    evaluates both models on `on_dataset` (reusing their stored evaluations on it) and refuses with 409 unless
+    this model is at least as good (app.gate). Each deploy is recorded in GET /deployments."""
+    detail = None
+    if body is not None and body.require_better_than_deployed:
+        def run_gate() -> dict | None:
+            with request.app.state.session_factory() as session:
+                return gate_deploy(session, get_model_or_404(session, model_id), body.on_dataset,
+                                   body.max_class_drop, request.app.state.settings)
+
+        detail = await run_in_threadpool(run_gate)
+    return await service.deploy(model_id, reason="manual", detail=detail)
 
 
 @router.delete("/{model_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[Depends(require_admin)])
@@ -72,6 +89,9 @@ def delete_model(model_id: str, session: SessionDep, service: ServiceDep) -> Res
     record = get_model_or_404(session, model_id)
     if record.deployed:
         raise ModelDeployed(f"model {model_id} is deployed: deploy another model before deleting it")
+    if active := jobs.active_job_evaluating(session, model_id):
+        raise ModelBeingEvaluated(f"model {model_id} is evaluated by job {active}, which is not finished; cancel it "
+                                  "or wait")
     session.delete(record)
     session.commit()
     service.forget(model_id)
