@@ -22,7 +22,7 @@ UNLABELLED = """() => [...document.querySelectorAll("input, select, textarea, bu
   .map((el) => el.outerHTML.slice(0, 100))"""
 OVERFLOW = "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
 # long enough to watch and to cancel: ~22 steps per epoch at batch 2 on 48 rows
-LONG_HYPERPARAMETERS = {**TINY_HYPERPARAMETERS, "epochs": 10, "batch_size": 2}
+LONG_HYPERPARAMETERS = {**TINY_HYPERPARAMETERS, "epochs": 6, "batch_size": 2}
 
 
 def drop_file(page, selector: str, name: str, text: str) -> None:
@@ -134,10 +134,11 @@ def trained_jobs(api, dataset_id, tiny_base_model) -> list[dict]:
     return done
 
 
-def test_model_page_predicts_every_class_deploys_and_downloads(server, pages, api, trained_jobs, production_settings,
-                                                                 tmp_path):
+def test_model_page_predicts_every_class_deploys_through_the_gate_rolls_back_and_downloads(
+        server, pages, api, trained_jobs, dataset_id, production_settings, tmp_path):
     job = trained_jobs[0]
-    # a second model, not deployed: a copy of the trained one registered as a finished job registers it
+    api.post(f"/models/{job['model_id']}/deploy").raise_for_status()
+    # a second model, not deployed: a copy of the deployed one, registered as a finished job registers its model
     copy = new_model_dir(production_settings.artifact_dir)
     shutil.copytree(production_settings.artifact_dir / "models" / job["model_id"], copy)
     copy_id = register_model_dir(make_session_factory(production_settings.database_url), copy)
@@ -168,10 +169,20 @@ def test_model_page_predicts_every_class_deploys_and_downloads(server, pages, ap
     with tarfile.open(archive) as tar:
         assert f"{model['id']}/config.json" in tar.getnames()
 
+    page.get_by_label("Only if at least as good as the deployed model").check()  # the promotion gate
+    page.select_option("#gate-dataset", dataset_id)
     page.locator("#deploy").click()
-    page.locator(".badge.deployed").first.wait_for()
+    page.locator("h1 .badge.deployed").wait_for()
     assert api.get(f"/models/{model['id']}").json()["deployed"] is True
+    latest = api.get("/deployments").json()["items"][0]
+    assert (latest["model_id"], latest["previous_model_id"]) == (model["id"], job["model_id"])
+    assert latest["detail"] is not None  # the gate's comparison
     pages.shot(page, "model")
+
+    page.locator("#rollback").click()
+    page.wait_for_url(f"**/ui#/models/{job['model_id']}")
+    page.locator("h1 .badge.deployed").wait_for()
+    assert api.get(f"/models/{job['model_id']}").json()["deployed"] is True
 
 
 def test_cancel_a_running_job_from_its_page(server, pages, api, dataset_id, tiny_base_model):
@@ -219,19 +230,23 @@ def test_model_page_shows_the_evaluation_report(server, pages, api, trained_jobs
     pages.shot(page, "model-report-window", full_page=False)
 
 
-def test_compare_shows_two_reports_and_per_class_deltas(server, pages, api, trained_jobs):
+def test_compare_evaluates_both_models_on_a_dataset_and_shows_per_class_deltas(server, pages, api, trained_jobs,
+                                                                               dataset_id):
     a, b = (job["model_id"] for job in trained_jobs)
-    reports = [api.get(f"/models/{m}/evaluation").json()["report"] for m in (a, b)]
     page = pages.open(f"{server.url}/ui#/compare")
     page.select_option("#compare-a", a)
     page.select_option("#compare-b", b)
+    page.select_option("#compare-evaluate-dataset", dataset_id)
+    page.get_by_role("button", name="Evaluate both").click()  # two evaluation jobs, followed to their end
     deltas = page.get_by_role("table", name=re.compile("Per-class change"))
-    deltas.wait_for()
-    f1 = [{c["label"]: c["f1"] for c in report["per_class"]} for report in reports]
-    shown = {row.split("\t")[0]: row.split("\t")[3] for row in deltas.locator("tbody tr").all_inner_texts()}
-    assert shown == {label: f"{'+' if f1[1][label] > f1[0][label] else ''}{f1[1][label] - f1[0][label]:.3f}"
-                     for label in f1[1]}
-    assert all(page.get_by_role("region", name=f"Model {side}").is_visible() for side in "AB")
+    deltas.wait_for(timeout=60_000)
+    evaluations = [next(e for e in api.get(f"/models/{m}/evaluations").json()["items"] if e["dataset_id"] == dataset_id)
+                   for m in (a, b)]
+    comparison = api.get("/evaluations/compare", params={"a": evaluations[0]["id"], "b": evaluations[1]["id"]}).json()
+    shown = [row.split("\t") for row in deltas.locator("tbody tr").all_inner_texts()]
+    assert [(r[0], r[2], r[3]) for r in shown] == [(c["label"], f"{c['f1']['a']:.3f}", f"{c['f1']['b']:.3f}")
+                                                   for c in comparison["per_class"]]
+    assert page.get_by_role("region", name="Model A held out").get_by_role("table", name="Per class").is_visible()
     pages.shot(page, "compare")
 
 
@@ -258,13 +273,11 @@ def test_with_api_keys_the_page_asks_for_a_key_once_and_a_predict_key_sees_its_p
     page = pages.open(f"{keyed_server.url}/ui#/models/{trained_jobs[0]['model_id']}")
     page.fill("#key-input", PREDICT_KEY)
     page.keyboard.press("Enter")
-    page.get_by_role("table", name="Per class").wait_for()  # a predict key reads the report
+    page.locator("#report-forbidden").wait_for()  # reports are for admin keys
     assert page.locator("#deploy").count() == 0 and page.locator("#download").count() == 0
     navigation = page.get_by_role("navigation")
     assert navigation.get_by_text("Datasets").is_hidden() and navigation.get_by_text("Models").is_visible()
-    page.fill("#predict-text", "a fine film")
-    page.get_by_role("button", name="Predict").click()
-    page.get_by_role("list", name="Scores of every class").wait_for()
+    assert page.get_by_role("form", name="Try it").is_visible()  # the predict box (tested above with an admin key)
     pages.shot(page, "predict-key")
     page.goto(f"{keyed_server.url}/ui#/datasets")
     page.get_by_role("heading", name="Not for this key").wait_for()

@@ -80,3 +80,17 @@ export function renderReport(report) {
     {caption: "Coverage: answering only above a confidence", numeric: [0, 1, 2]}) : null,
     h("h3", {}, "Confident mistakes"), mistakes(report));
 }
+
+/** The compare endpoint's (and the gate refusal's) comparison: accuracy and macro-F1, then each class's
+ * precision, recall and F1 for A and B with the change (delta = B − A, green when B is better). */
+export function comparisonTables(comparison) {
+  const signed = (x) => (x === null ? "–"
+    : h("span", {class: x > 0 ? "better" : x < 0 ? "worse" : null}, `${x > 0 ? "+" : ""}${fmt.num(x)}`));
+  const triple = (d) => [fmt.num(d.a), fmt.num(d.b), signed(d.delta)];
+  return h("div", {},
+    table(["metric", "A", "B", "Δ (B − A)"], [["accuracy", ...triple(comparison.accuracy)],
+      ["macro-F1", ...triple(comparison.macro_f1)]], {caption: "Overall", numeric: [1, 2, 3]}),
+    table(["label", "support", "F1 A", "F1 B", "Δ F1", "Δ precision", "Δ recall"], comparison.per_class.map((c) => [
+      c.label, fmt.int(c.support), fmt.num(c.f1.a), fmt.num(c.f1.b), signed(c.f1.delta), signed(c.precision.delta),
+      signed(c.recall.delta)]), {caption: "Per-class change from A to B (green: B is better)", numeric: [1, 2, 3, 4, 5, 6]}));
+}

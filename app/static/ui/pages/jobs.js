@@ -11,13 +11,13 @@ const RECONNECT_MS = 2000;
 export async function jobsPage() {
   const page = await get("/jobs?limit=200");
   const rows = page.items.map((job) => [
-    h("a", {href: `#/jobs/${job.id}`}, job.name ?? job.id.slice(0, 8)), badge(job.status),
+    h("a", {href: `#/jobs/${job.id}`}, job.name ?? job.id.slice(0, 8)), job.kind ?? "train", badge(job.status),
     fmt.pct(job.progress.fraction), job.base_model.split("/").pop(), fmt.num(job.metrics.eval_macro_f1),
     fmt.date(job.created_at)]);
   return [
     h("h1", {}, "Jobs"), h("p", {}, h("a", {class: "button", href: "#/jobs/new"}, "New job")),
-    rows.length ? table(["job", "status", "progress", "base model", "macro-F1", "created"], rows,
-      {caption: `${page.total} jobs`, numeric: [2, 4]}) : h("p", {class: "note"}, "No jobs yet."),
+    rows.length ? table(["job", "kind", "status", "progress", "base model", "macro-F1", "created"], rows,
+      {caption: `${page.total} jobs`, numeric: [3, 5]}) : h("p", {class: "note"}, "No jobs yet."),
   ];
 }
 
@@ -156,6 +156,15 @@ export async function newJobPage({args: [query]}) {
   return form;
 }
 
+/** Resolves when the job reaches a terminal status, read from its event stream. */
+export async function jobEnd(jobId, signal) {
+  let last = null;
+  for await (const {event, data} of events(`/jobs/${jobId}/events`, signal)) {
+    if (event === "status") last = data;
+  }
+  return last;
+}
+
 // --- one job ----------------------------------------------------------------------------------------------------
 
 /** Seconds left, from the server's own train-point times (no clock skew with the browser): the rate over the
@@ -197,7 +206,7 @@ class JobView {
         h("p", {class: "row"}, "Status: ", this.status, this.live),
         h("p", {id: "job-progress-label"}, "Progress: ", this.progressText), this.progress,
         this.message, h("p", {class: "row"}, this.cancel)),
-      h("div", {class: "grid"}, this.loss.element, this.metrics.element, this.lr.element),
+      job.kind === "evaluate" ? null : h("div", {class: "grid"}, this.loss.element, this.metrics.element, this.lr.element),
       this.details);
     this.update(job);
   }
@@ -214,8 +223,9 @@ class JobView {
     this.message.replaceChildren(
       job.error ? h("div", {class: "error", role: "alert"}, h("strong", {}, `Job ${job.status}: `), job.error) : "",
       warningsBox(job.warnings, "Warnings") ?? "",
-      job.model_id ? h("p", {}, "Model: ", h("a", {href: `#/models/${job.model_id}`, id: "job-model-link"},
-        job.model_id.slice(0, 8)), " — its evaluation report, predict, deploy") : "");
+      job.model_id ? h("p", {}, job.kind === "evaluate" ? "Evaluates model " : "Model: ",
+        h("a", {href: `#/models/${job.model_id}`, id: "job-model-link"}, job.model_id.slice(0, 8)),
+        " — its evaluation reports, predict, deploy") : "");
     this.details.replaceChildren(
       autoChoices(job) ?? "",
       h("h3", {}, "Settings"),
@@ -226,7 +236,7 @@ class JobView {
         h("dt", {}, "Device"), h("dd", {}, job.device ?? "–"),
         h("dt", {}, "Created"), h("dd", {}, fmt.date(job.created_at)),
         h("dt", {}, "Finished"), h("dd", {}, fmt.date(job.finished_at)),
-        ...Object.entries(job.hyperparameters).flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, JSON.stringify(v))])));
+        ...Object.entries(job.hyperparameters ?? {}).flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, JSON.stringify(v))])));
   }
 
   setPoints(train, evals) {

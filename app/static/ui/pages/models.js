@@ -2,7 +2,7 @@
 // promotion gate where the server has one), rollback, download, and a predict box with every class's score.
 import {ApiError, download, get, isForbidden, send} from "../api.js";
 import {badge, errorBox, fmt, go, h, notAvailable, shortId, table, toast} from "../dom.js";
-import {renderReport} from "../report.js";
+import {comparisonTables, renderReport} from "../report.js";
 
 /** Whether the server documents `method path` (the admin key's schema); null when this key cannot read it. */
 export function hasRoute(schema, method, path) {
@@ -10,9 +10,10 @@ export function hasRoute(schema, method, path) {
 }
 
 async function deploymentsSection(schema) {
-  if (!hasRoute(schema, "get", "/deployments")) return h("section", {}, h("h2", {}, "Deployments"), notAvailable("The deployment history"));
-  const history = await get("/deployments");
-  const items = history.items ?? history;
+  if (!hasRoute(schema, "get", "/deployments")) {
+    return h("section", {}, h("h2", {}, "Deployments"), notAvailable("The deployment history"));
+  }
+  const items = (await get("/deployments")).items;
   return h("section", {}, h("h2", {}, "Deployments"), items.length ? table(["when", "model", "previous", "reason"],
     items.map((d) => [fmt.date(d.created_at), h("a", {href: `#/models/${d.model_id}`}, d.model_id.slice(0, 8)),
       d.previous_model_id ? d.previous_model_id.slice(0, 8) : "–", d.reason])) : h("p", {class: "note"}, "None yet."));
@@ -89,50 +90,93 @@ function action(label, run, {cls = null, id = null} = {}) {
   return h("div", {class: "action"}, button, out);
 }
 
-/** The gate's refusal (409) lists the per-class deltas; show them as a table when present. */
+/** The gate's refusal (409): its message, one line per reason, and the comparison (B = this model). */
 function refusal(error) {
-  const deltas = error instanceof ApiError ? error.detail?.per_class : null;
-  return h("div", {}, errorBox(error), Array.isArray(deltas) ? table(Object.keys(deltas[0] ?? {}),
-    deltas.map((row) => Object.values(row).map((v) => (typeof v === "number" ? fmt.num(v) : String(v))))) : null);
+  const detail = error instanceof ApiError && typeof error.detail === "object" ? error.detail : null;
+  return h("div", {id: "gate-refusal"}, errorBox(error),
+    detail?.reasons ? h("ul", {}, detail.reasons.map((reason) => h("li", {}, reason))) : null,
+    detail?.comparison ? comparisonTables(detail.comparison) : null);
+}
+
+/** Deploy, with the promotion gate's fields (DeployRequest in the schema) when the server has the gate. */
+async function deployPanel(model, schema) {
+  const gate = schema?.components.schemas.DeployRequest?.properties;
+  const require = h("input", {type: "checkbox", id: "gate-require"});
+  const onDataset = h("select", {id: "gate-dataset"});
+  const maxDrop = h("input", {type: "number", id: "gate-max-drop", min: "0", max: "1", step: "0.01",
+    value: String(gate?.max_class_drop?.default ?? "")});
+  if (gate) {
+    const datasets = await get("/datasets?limit=200");
+    onDataset.append(...datasets.items.map((d) => h("option", {value: d.id}, d.name)));
+  }
+  return h("div", {class: "panel"},
+    gate ? h("fieldset", {}, h("legend", {}, "Promotion gate"),
+      h("label", {class: "inline"}, require, "Only if at least as good as the deployed model"),
+      h("p", {class: "hint"}, gate.require_better_than_deployed.description),
+      h("div", {class: "row"}, h("label", {for: "gate-dataset"}, "on dataset"), onDataset,
+        h("label", {for: "gate-max-drop"}, "largest class F1 drop"), maxDrop)) : null,
+    action("Deploy", async (out) => {
+      const body = require.checked
+        ? {require_better_than_deployed: true, on_dataset: onDataset.value, max_class_drop: Number(maxDrop.value)}
+        : undefined;
+      try {
+        await send("POST", `/models/${model.id}/deploy`, body);
+      } catch (error) {
+        if (error.status !== 409) throw error;
+        out.replaceChildren(refusal(error));
+        return;
+      }
+      toast(`Model ${model.id.slice(0, 8)} deployed`);
+      go(`#/models/${model.id}`);
+    }, {id: "deploy"}));
 }
 
 async function actions(model, who) {
   const schema = who.schema;
-  const deployPath = "/models/{model_id}/deploy";
-  const gated = Boolean(schema?.paths[deployPath]?.post?.requestBody);
   const items = [];
-  if (!model.deployed) {
-    const require = h("input", {type: "checkbox", id: "gate-require"});
-    const onDataset = h("select", {id: "gate-dataset"}, h("option", {value: ""}, "(reuse the stored reports)"));
-    if (gated) {
-      const datasets = await get("/datasets?limit=200");
-      onDataset.append(...datasets.items.map((d) => h("option", {value: d.id}, d.name)));
-    }
-    items.push(h("div", {class: "panel"},
-      gated ? h("div", {class: "row"}, h("label", {class: "inline"}, require, "Only if better than the deployed model"),
-        h("label", {for: "gate-dataset"}, "on"), onDataset) : null,
-      action("Deploy", async (out) => {
-        const body = require.checked ? {require_better_than_deployed: true, ...(onDataset.value ? {on_dataset: onDataset.value} : {})} : undefined;
-        try {
-          await send("POST", `/models/${model.id}/deploy`, body);
-        } catch (error) {
-          if (error.status === 409) { out.replaceChildren(refusal(error)); return; }
-          throw error;
-        }
-        toast(`Model ${model.id.slice(0, 8)} deployed`);
-        go(`#/models/${model.id}`);
-      }, {id: "deploy"})));
-  }
-  if (model.deployed && hasRoute(schema, "post", "/models/{model_id}/rollback")) {
-    items.push(action("Roll back to the previous model", async () => {
-      const previous = await send("POST", `/models/${model.id}/rollback`);
-      toast("Rolled back");
-      go(`#/models/${previous?.id ?? model.id}`);
+  if (!model.deployed) items.push(await deployPanel(model, schema));
+  if (model.deployed && hasRoute(schema, "post", "/deployments/rollback")) {
+    items.push(action("Roll back to the previously deployed model", async () => {
+      const now = await send("POST", "/deployments/rollback");
+      toast(`Rolled back: model ${now.id.slice(0, 8)} is deployed`);
+      go(`#/models/${now.id}`);
     }, {cls: "secondary", id: "rollback"}));
   }
   items.push(action("Download (.tar.gz)", () => download(`/models/${model.id}/download`, `model-${model.id}.tar.gz`),
     {cls: "secondary", id: "download"}));
   return h("div", {class: "row"}, items);
+}
+
+/** The model's evaluations (held out, and on datasets by evaluation jobs), each report shown on demand, and a
+ * form that evaluates the model on a dataset (an evaluation job, followed on its page). */
+async function evaluationsSection(model, who) {
+  if (!hasRoute(who.schema, "get", "/models/{model_id}/evaluations")) return null;
+  const [list, datasets] = await Promise.all([get(`/models/${model.id}/evaluations?limit=200`),
+    get("/datasets?limit=200")]);
+  const names = new Map(datasets.items.map((d) => [d.id, d.name]));
+  const shown = h("div", {id: "evaluation-shown"});
+  const rows = list.items.map((e) => [
+    e.source === "held_out" ? "held-out rows" : names.get(e.dataset_id) ?? e.dataset_id?.slice(0, 8) ?? "–",
+    fmt.date(e.created_at), fmt.num(e.report.metrics.accuracy), fmt.num(e.report.metrics.macro_f1),
+    h("button", {type: "button", class: "secondary", onclick: () => shown.replaceChildren(
+      h("h3", {}, `Report on ${e.source === "held_out" ? "the held-out rows" : names.get(e.dataset_id) ?? "a dataset"}`),
+      renderReport(e.report))}, "Show report")]);
+  const dataset = h("select", {id: "evaluate-dataset"}, datasets.items.map((d) => h("option", {value: d.id}, d.name)));
+  const out = h("div", {"aria-live": "polite"});
+  const form = h("form", {class: "row"}, h("label", {for: "evaluate-dataset"}, "Evaluate on"), dataset,
+    h("button", {type: "submit"}, "Start an evaluation job"), out);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      const job = await send("POST", `/models/${model.id}/evaluations`, {dataset_id: dataset.value});
+      go(`#/jobs/${job.id}`);
+    } catch (error) {
+      out.replaceChildren(errorBox(error));
+    }
+  });
+  return h("section", {"aria-labelledby": "evaluations-title"}, h("h2", {id: "evaluations-title"}, "Evaluations"),
+    rows.length ? table(["on", "when", "accuracy", "macro-F1", ""], rows, {numeric: [2, 3]}) : null,
+    datasets.items.length ? form : null, shown);
 }
 
 /** PATCH /models/{id}: min_confidence (single-label) or per-label thresholds (multi-label), with the schema's
@@ -180,7 +224,7 @@ async function reportSection(model, who) {
       ` of ${evaluation.job_id ? "job " : ""}`, evaluation.job_id ? h("a", {href: `#/jobs/${evaluation.job_id}`},
         evaluation.job_id.slice(0, 8)) : "", `, ${fmt.date(evaluation.created_at)}.`), renderReport(evaluation.report));
   } catch (error) {
-    section.append(isForbidden(error) ? h("p", {class: "note"}, "Your key's role may not read reports.")
+    section.append(isForbidden(error) ? h("p", {class: "note", id: "report-forbidden"}, "Your key's role may not read reports.")
       : error.status === 404 ? h("p", {class: "note"}, "This model has no report (trained before reports existed?).")
         : errorBox(error));
   }
@@ -204,5 +248,6 @@ export async function modelPage({args: [id], who}) {
     predictBox(model),
     admin ? decisionSettings(model, who.schema) : null,
     await reportSection(model, who),
+    admin ? await evaluationsSection(model, who) : null,
   ];
 }
