@@ -11,7 +11,7 @@ import pytest
 from app.db.session import make_session_factory
 from testkit.store import new_model_dir, register_model_dir
 from tests.factories import TINY_HYPERPARAMETERS
-from tests.harness import wait_for_job
+from tests.harness import queue_job, upload_dataset, wait_for_job
 from tests.ui.conftest import ADMIN_KEY, PHONE, PREDICT_KEY
 
 # every visible control has a label (its <label>, aria-label or aria-labelledby; a button its text)
@@ -35,22 +35,9 @@ def drop_file(page, selector: str, name: str, text: str) -> None:
     }""", [selector, name, text])
 
 
-def upload(api, path) -> str:
-    response = api.post("/datasets", files={"file": (path.name, path.read_bytes())})
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
-
-
-def queue_job(api, dataset_id, base_model, hyperparameters) -> dict:
-    response = api.post("/jobs", json={"dataset_id": dataset_id, "base_model": str(base_model),
-                                       "hyperparameters": hyperparameters})
-    assert response.status_code == 202, response.text
-    return response.json()
-
-
 @pytest.fixture(scope="module")
 def dataset_id(api, train_tsv) -> str:
-    return upload(api, train_tsv)
+    return upload_dataset(api, train_tsv)
 
 
 def test_root_redirects_to_the_dashboard_and_a_bad_line_is_shown_with_its_number(server, pages, api, train_tsv):
