@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -42,25 +43,31 @@ def browser():
         chromium.close()
 
 
-def _serve(settings: Settings, log: Path) -> Iterator[ServeProcess]:
-    """The server with one /predict replica per model: the tests predict one sentence at a time."""
+def _serve(settings: Settings, log: Path, request) -> Iterator[ServeProcess]:
+    """The server with one /predict replica per model (the tests predict one sentence at a time), booting while
+    the session's Celery worker starts."""
     server = ServeProcess(settings.model_copy(update={"predict_workers": 1}), log)
-    server.start().close()
-    yield server
-    server.kill()
+    try:
+        with ThreadPoolExecutor(1) as boot:
+            booted = boot.submit(server.start)
+            request.getfixturevalue("celery_worker")
+            booted.result().close()
+        yield server
+    finally:
+        server.kill()
 
 
 @pytest.fixture(scope="module")
-def server(production_settings, celery_worker, tmp_path_factory) -> Iterator[ServeProcess]:
+def server(production_settings, tmp_path_factory, request) -> Iterator[ServeProcess]:
     """`python -m app.cli serve` on the suite's PostgreSQL and Redis; the session's Celery worker trains."""
-    yield from _serve(production_settings, tmp_path_factory.mktemp("ui") / "server.log")
+    yield from _serve(production_settings, tmp_path_factory.mktemp("ui") / "server.log", request)
 
 
 @pytest.fixture(scope="module")
-def keyed_server(production_settings, celery_worker, tmp_path_factory) -> Iterator[ServeProcess]:
+def keyed_server(production_settings, tmp_path_factory, request) -> Iterator[ServeProcess]:
     """The same service with API_KEYS set: an admin and a predict key."""
     settings = production_settings.model_copy(update={"api_keys": f"{ADMIN_KEY}:admin,{PREDICT_KEY}:predict"})
-    yield from _serve(settings, tmp_path_factory.mktemp("ui-keys") / "server.log")
+    yield from _serve(settings, tmp_path_factory.mktemp("ui-keys") / "server.log", request)
 
 
 @pytest.fixture(scope="module")

@@ -40,6 +40,21 @@ def dataset_id(api, train_tsv) -> str:
     return upload_dataset(api, train_tsv)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def queued_jobs(api, dataset_id, tiny_base_model) -> list[dict]:
+    """Two tiny jobs (seeds 1 and 2) queued before the first test: they train while the tests that need no
+    worker run."""
+    return [queue_job(api, dataset_id, tiny_base_model, {**TINY_HYPERPARAMETERS, "seed": seed}) for seed in (1, 2)]
+
+
+@pytest.fixture(scope="module")
+def trained_jobs(api, queued_jobs) -> list[dict]:
+    """The queued jobs, finished: each model with its held-out report."""
+    done = [wait_for_job(api, job["id"]) for job in queued_jobs]
+    assert [job["status"] for job in done] == ["succeeded"] * 2, done
+    return done
+
+
 def test_root_redirects_to_the_dashboard_and_a_bad_line_is_shown_with_its_number(server, pages, api, train_tsv):
     page = pages.open(server.url + "/")
     assert page.url.endswith("/ui")
@@ -72,6 +87,17 @@ def test_root_redirects_to_the_dashboard_and_a_bad_line_is_shown_with_its_number
     page.get_by_role("button", name="Delete dataset sst2-ui").click()
     page.get_by_role("link", name="sst2-ui").wait_for(state="detached")
     assert api.get(f"/datasets/{stored['id']}").status_code == 404
+
+
+def test_every_page_fits_a_phone_and_labels_every_control(server, pages, dataset_id):
+    page = pages.open(f"{server.url}/ui", viewport=PHONE)
+    for route in ("#/datasets", "#/jobs/new", "#/jobs", "#/models", "#/compare"):
+        page.evaluate("route => { location.hash = route; }", route)
+        page.locator(f"main[data-page='{route}']").wait_for()
+        page.wait_for_load_state("networkidle")  # the charts sized to the window
+        assert page.evaluate(OVERFLOW) <= 0, route
+        assert page.evaluate(UNLABELLED) == [], route
+        pages.shot(page, f"phone-{route.strip('#/').replace('/', '-')}")
 
 
 def test_a_job_from_the_form_streams_its_curves_to_the_end(server, pages, api, dataset_id, tiny_base_model):
@@ -112,15 +138,6 @@ def test_a_job_from_the_form_streams_its_curves_to_the_end(server, pages, api, d
     pages.shot(page, "job-window", full_page=False)
     page.locator("#job-model-link").click()
     page.get_by_role("heading", name=re.compile("^Model")).wait_for()
-
-
-@pytest.fixture(scope="module")
-def trained_jobs(api, dataset_id, tiny_base_model) -> list[dict]:
-    """Two finished tiny jobs (seeds 1 and 2), each model with its held-out report."""
-    queued = [queue_job(api, dataset_id, tiny_base_model, {**TINY_HYPERPARAMETERS, "seed": seed}) for seed in (1, 2)]
-    done = [wait_for_job(api, job["id"]) for job in queued]
-    assert [job["status"] for job in done] == ["succeeded"] * 2, done
-    return done
 
 
 def test_model_page_predicts_every_class_deploys_through_the_gate_rolls_back_and_downloads(
@@ -182,17 +199,6 @@ def test_cancel_a_running_job_from_its_page(server, pages, api, dataset_id, tiny
     page.locator("#job-status", has_text="cancelled").wait_for(timeout=60_000)
     assert page.get_by_role("button", name="Cancel job").is_hidden()
     assert api.get(f"/jobs/{job['id']}").json()["status"] == "cancelled"
-
-
-def test_every_page_fits_a_phone_and_labels_every_control(server, pages, dataset_id):
-    page = pages.open(f"{server.url}/ui", viewport=PHONE)
-    for route in ("#/datasets", "#/jobs/new", "#/jobs", "#/models", "#/compare"):
-        page.evaluate("route => { location.hash = route; }", route)
-        page.locator(f"main[data-page='{route}']").wait_for()
-        page.wait_for_load_state("networkidle")  # the charts sized to the window
-        assert page.evaluate(OVERFLOW) <= 0, route
-        assert page.evaluate(UNLABELLED) == [], route
-        pages.shot(page, f"phone-{route.strip('#/').replace('/', '-')}")
 
 
 def test_model_page_shows_the_evaluation_report(server, pages, api, trained_jobs):
