@@ -221,7 +221,7 @@ def test_model_page_shows_the_evaluation_report(server, pages, api, trained_jobs
     for warning in report["warnings"]:
         assert page.get_by_text(warning["message"]).first.is_visible()
     pages.shot(page, "model-report")
-    page.evaluate("document.getElementById('confusion-matrix').scrollIntoView()")
+    page.evaluate("document.getElementById('report-title').scrollIntoView()")
     pages.shot(page, "model-report-window", full_page=False)
 
 

@@ -225,7 +225,7 @@ async function reportSection(model, who) {
         evaluation.job_id.slice(0, 8)) : "", `, ${fmt.date(evaluation.created_at)}.`), renderReport(evaluation.report));
   } catch (error) {
     section.append(isForbidden(error) ? h("p", {class: "note", id: "report-forbidden"}, "Your key's role may not read reports.")
-      : error.status === 404 ? h("p", {class: "note"}, "This model has no report (trained before reports existed?).")
+      : error.status === 404 ? h("p", {class: "note"}, "This model has no held-out report (a model registered before reports existed has none).")
         : errorBox(error));
   }
   return section;
