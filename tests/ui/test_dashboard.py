@@ -201,6 +201,19 @@ def test_cancel_a_running_job_from_its_page(server, pages, api, dataset_id, tiny
     assert api.get(f"/jobs/{job['id']}").json()["status"] == "cancelled"
 
 
+def test_a_failed_job_shows_its_error(server, pages, api, dataset_id, tiny_base_model, tmp_path):
+    broken = tmp_path / "broken-bert"  # config and vocab pass the API's check; the weights fail in the worker
+    shutil.copytree(tiny_base_model, broken)
+    (broken / "model.safetensors").write_bytes(b"not safetensors")
+    job = queue_job(api, dataset_id, broken, TINY_HYPERPARAMETERS)
+    page = pages.open(f"{server.url}/ui#/jobs/{job['id']}")
+    page.locator("#job-status", has_text="failed").wait_for(timeout=60_000)
+    error = api.get(f"/jobs/{job['id']}").json()["error"]
+    assert error and error in page.get_by_role("alert").inner_text()
+    assert page.get_by_role("button", name="Cancel job").is_hidden()
+    pages.shot(page, "job-failed")
+
+
 def test_model_page_shows_the_evaluation_report(server, pages, api, trained_jobs):
     model_id = trained_jobs[0]["model_id"]
     report = api.get(f"/models/{model_id}/evaluation").json()["report"]
