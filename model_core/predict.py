@@ -76,6 +76,15 @@ def tokenize_pairs(tokenizer: Tokenizer, pairs: list[tuple[str, str | None]], ma
     return tokenizer.encode_each(texts, text_pairs if any(p is not None for p in text_pairs) else None, max_len)
 
 
+def thresholds_over(labels: list[str], tuned: list[float] | None,
+                    hand_set: dict[str, float] | None) -> list[float] | None:
+    """The thresholds a multi-label model decides with, in label order: a label's hand-set one ({label: threshold})
+    where given, else its tuned one. None for a single-label model (no tuned thresholds)."""
+    if tuned is None:
+        return None
+    return [(hand_set or {}).get(label, threshold) for label, threshold in zip(labels, tuned, strict=True)]
+
+
 def prediction_row(labels: list[str], probabilities: list[float], all_scores: bool,
                    thresholds: Sequence[float] | None = None, min_confidence: float | None = None) -> dict:
     """One answer of /predict and of the CLI. Single-label: the likeliest label and its probability (+ every

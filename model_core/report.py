@@ -49,6 +49,7 @@ from model_core.evaluate import (
     multi_label_metrics,
     predict_logits,
 )
+from model_core.predict import thresholds_over
 
 REPORT_FILE = "evaluation.json"  # the held-out report, saved in the model directory
 ECE_BINS = 10
@@ -275,16 +276,18 @@ def build_report(logits: torch.Tensor, examples: Sequence[AnyExample], labels: l
 
 def evaluate_model_dir(model_dir: str | Path, examples: Sequence[AnyExample], *,
                        train_examples: Sequence[AnyExample] | None = None, batch_size: int = 64,
-                       device: str = "cpu") -> dict:
-    """build_report of the saved classifier in `model_dir` on the examples, with its own temperature and
-    thresholds. DataError when the examples are of the other problem type or have labels the model lacks (named);
-    CheckpointError when the directory cannot be loaded."""
+                       device: str = "cpu", thresholds: dict[str, float] | None = None) -> dict:
+    """build_report of the saved classifier in `model_dir` on the examples, with its own temperature and (multi-label)
+    thresholds, `thresholds` ({label: threshold}, e.g. a model's hand-set ones) over those. DataError when the
+    examples are of the other problem type or have labels the model lacks (named); CheckpointError when the
+    directory cannot be loaded."""
     loaded = load_model(model_dir, device=device)
     check_problem_type(examples, loaded.problem_type, "the evaluation set", f"the model in {model_dir}")
     label_targets(examples, loaded.labels, "the evaluation set", known="the model")  # names unknown labels first
     logits = predict_logits(loaded.model, loaded.tokenizer, examples, loaded.max_len, batch_size)
     return build_report(logits, examples, loaded.labels, temperature=loaded.temperature,
-                        thresholds=loaded.thresholds, train_examples=train_examples)
+                        thresholds=thresholds_over(loaded.labels, loaded.thresholds, thresholds),
+                        train_examples=train_examples)
 
 
 def save_report(model_dir: Path, report: dict) -> Path:

@@ -31,6 +31,7 @@ from app.serving.model_cache import ModelCache
 from app.serving.replicas import ReplicatedModel
 from app.settings import Settings
 from model_core.checkpoint import CheckpointError
+from model_core.predict import thresholds_over
 
 DEPLOYED_REFRESH_S = 1.0
 Result = TypeVar("Result")
@@ -55,12 +56,6 @@ class DecisionSettings:
     @classmethod
     def of(cls, record: ModelRecord) -> DecisionSettings:
         return cls(record.min_confidence, dict(record.thresholds or {}))
-
-    def thresholds_over(self, labels: list[str], tuned: list[float] | None) -> list[float] | None:
-        """The thresholds a multi-label model decides with, in label order; None for a single-label model."""
-        if tuned is None:
-            return None
-        return [self.thresholds.get(label, threshold) for label, threshold in zip(labels, tuned, strict=True)]
 
 
 class PredictionService:
@@ -152,8 +147,8 @@ class PredictionService:
             if self.models.cached(model_id) is model:  # not yet replaced: the next request loads it anew
                 self.models.evict(model_id)
             raise
-        return Prediction(model_id, model.labels, probs, decision.thresholds_over(model.labels, model.thresholds),
-                          decision.min_confidence)
+        return Prediction(model_id, model.labels, probs, thresholds_over(model.labels, model.thresholds,
+                                                                         decision.thresholds), decision.min_confidence)
 
     async def deploy(self, model_id: str, reason: store.DeployReason = "manual",
                      detail: dict | None = None) -> ModelRecord:

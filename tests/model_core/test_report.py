@@ -23,7 +23,13 @@ from model_core.report import (
     fit_temperature,
 )
 from model_core.train import finetune
-from tests.factories import make_tiny_base, sentiment_examples, topic_examples
+from tests.factories import (
+    make_tiny_base,
+    minilm_with_random_head,
+    save_minilm_classifier,
+    sentiment_examples,
+    topic_examples,
+)
 
 LABELS = ["a", "b", "c"]
 
@@ -206,3 +212,14 @@ def test_the_predictor_divides_the_logits_by_the_saved_temperature(saved_classif
     calibrated = Predictor.load(calibrated_dir).predict_proba(inputs)
     assert torch.allclose(calibrated, (raw.log() / 2.0).softmax(dim=-1), atol=1e-5)
     assert not torch.allclose(calibrated, raw, atol=1e-3)
+
+
+def test_evaluating_a_multi_label_model_dir_uses_its_thresholds_with_hand_set_ones_over_them(tmp_path):
+    labels = ["neg", "pos", "strong"]
+    model_dir = save_minilm_classifier(tmp_path / "model", minilm_with_random_head(3, seed=2, head_std=2.0), labels,
+                                       32, thresholds={"neg": 0.3, "pos": 0.6, "strong": 0.7})
+    examples = topic_examples(24, seed=5)
+    report = evaluate_model_dir(model_dir, examples, thresholds={"pos": 0.0})
+    assert report["thresholds"] == pytest.approx({"neg": 0.3, "pos": 0.0, "strong": 0.7})
+    pos = next(row for row in report["per_class"] if row["label"] == "pos")
+    assert pos["recall"] == 1.0 and pos["precision"] == pytest.approx(pos["support"] / 24)  # every row predicted pos
