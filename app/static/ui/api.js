@@ -63,9 +63,6 @@ export async function send(method, path, json) {
   return response.status === 204 ? null : response.json();
 }
 
-/** Whether a route is missing on this server (another release): 404 on a route, 405 on a method. Ids that do
- * not exist are 404s too, so callers use this only where the id is known to exist. */
-export const isMissing = (error) => error instanceof ApiError && (error.status === 404 || error.status === 405);
 export const isForbidden = (error) => error instanceof ApiError && error.status === 403;
 
 /** "admin" or "predict": what the key may do, learned once per key from the admin-only /openapi.json (the

@@ -5,7 +5,7 @@ import uPlot from "/static/vendor/uplot/uPlot.esm.js";
 import {h} from "./dom.js";
 
 // colours with at least 4.5:1 contrast on white
-export const COLORS = ["#1f5fbf", "#b04a00", "#2e7d32", "#6a3d9a", "#9c1f3c"];
+const COLORS = ["#1f5fbf", "#b04a00", "#2e7d32", "#6a3d9a", "#9c1f3c"];
 const HEIGHT = 220;
 
 /** Points of several series, each [[x, y], ...], on one shared, sorted x axis (nulls where a series has no

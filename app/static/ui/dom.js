@@ -37,7 +37,7 @@ export function errorBox(error) {
     parts.length > 1 ? h("ul", {}, parts.map((part) => h("li", {}, part))) : h("p", {}, parts[0]));
 }
 
-/** A "not available" note for a section whose endpoint this server does not have (404/405 on its route). */
+/** A "not available" note for a section whose endpoint this server does not have (not in its /openapi.json). */
 export const notAvailable = (what) => h("p", {class: "note unavailable"}, `${what}: not available on this server.`);
 
 /** Announces a short message in the polite live region. */
