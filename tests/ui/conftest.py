@@ -23,15 +23,15 @@ PHONE = {"width": 390, "height": 844}
 
 
 def find_browser() -> str | None:
-    """$CHROMIUM, else the first Chromium on PATH."""
-    return os.environ.get("CHROMIUM") or next(filter(None, map(shutil.which, BROWSER_NAMES)), None)
+    """The first Chromium on PATH."""
+    return next(filter(None, map(shutil.which, BROWSER_NAMES)), None)
 
 
 @pytest.fixture(scope="session")
 def browser():
     executable = find_browser()
     if executable is None:
-        reason = f"no Chromium found ({', '.join(BROWSER_NAMES)} on PATH, or $CHROMIUM): apt-get install chromium"
+        reason = f"no Chromium on PATH ({', '.join(BROWSER_NAMES)}): apt-get install chromium"
         if os.environ.get("CI") == "true":
             pytest.fail(reason)
         pytest.skip(reason)
