@@ -10,7 +10,7 @@ import pytest
 
 from app.db.session import make_session_factory
 from testkit.store import new_model_dir, register_model_dir
-from tests.factories import TINY_HYPERPARAMETERS
+from tests.factories import TINY_HYPERPARAMETERS, topic_examples, write_tsv
 from tests.harness import queue_job, upload_dataset, wait_for_job
 from tests.ui.conftest import ADMIN_KEY, PHONE, PREDICT_KEY
 
@@ -53,6 +53,16 @@ def trained_jobs(api, queued_jobs) -> list[dict]:
     done = [wait_for_job(api, job["id"]) for job in queued_jobs]
     assert [job["status"] for job in done] == ["succeeded"] * 2, done
     return done
+
+
+@pytest.fixture(scope="module", autouse=True)
+def queued_multi_label_job(api, tiny_base_model, tmp_path_factory) -> dict:
+    """A tiny multi-label job (labels neg, pos, strong; some rows none), queued before the first test too."""
+    topics = write_tsv(tmp_path_factory.mktemp("topics") / "topics.tsv", topic_examples(40, seed=0))
+    response = api.post("/datasets", files={"file": (topics.name, topics.read_bytes())},
+                        data={"label_delimiter": ",", "allow_no_label": "true"})
+    assert response.status_code == 201, response.text
+    return queue_job(api, response.json()["id"], tiny_base_model, TINY_HYPERPARAMETERS)
 
 
 def test_root_redirects_to_the_dashboard_and_a_bad_line_is_shown_with_its_number(server, pages, api, train_tsv):
@@ -240,6 +250,27 @@ def test_model_page_shows_the_evaluation_report(server, pages, api, trained_jobs
     page.wait_for_function("() => document.documentElement.scrollWidth <= document.documentElement.clientWidth")
     assert page.evaluate(UNLABELLED) == []
     pages.shot(page, "phone-model")
+
+
+def test_a_multi_label_model_predicts_labels_and_shows_its_thresholds(server, pages, api, queued_multi_label_job):
+    job = wait_for_job(api, queued_multi_label_job["id"])
+    assert job["status"] == "succeeded", job
+    model = api.get(f"/models/{job['model_id']}").json()
+    report = api.get(f"/models/{model['id']}/evaluation").json()["report"]
+    page = pages.open(f"{server.url}/ui#/models/{model['id']}")
+    page.get_by_role("table", name="Per class").wait_for()
+    thresholds = page.get_by_role("table", name="Per class").locator("tbody tr td:last-child").all_inner_texts()
+    assert thresholds == [f"{report['thresholds'][c['label']]:.2f}" for c in report["per_class"]]
+    assert page.locator("#confusion-matrix").count() == 0  # none for multi-label
+    assert page.get_by_role("form", name="Thresholds").locator("input").count() == len(model["labels"])
+    page.fill("#predict-text", "a superb film")
+    page.get_by_role("button", name="Predict").click()
+    bars = page.get_by_role("list", name="Scores of every class").locator("li")
+    bars.first.wait_for()
+    answer = api.post("/predict", json={"model": model["id"], "inputs": ["a superb film"]}).json()["predictions"][0]
+    assert sorted(bars.all_inner_texts()) == sorted(f"{label}\n{100 * p:.1f}%" for label, p in answer["scores"].items())
+    assert page.locator("#predicted-label").inner_text() == (", ".join(answer["labels"]) or "no label")
+    pages.shot(page, "model-multi-label")
 
 
 def test_compare_evaluates_both_models_on_a_dataset_and_shows_per_class_deltas(server, pages, api, trained_jobs,

@@ -62,7 +62,7 @@ function calibration(report) {
 
 function mistakes(report) {
   if (!report.confident_mistakes?.length) return h("p", {class: "note"}, "No confident mistakes.");
-  const labels = (value) => (Array.isArray(value) ? value.join(", ") : String(value));
+  const labels = (value) => (Array.isArray(value) ? value.join(", ") || "(none)" : String(value));
   return table(["text", "true", "predicted", "score"], report.confident_mistakes.map((m) => [
     m.text_pair ? `${m.text} ⟨pair⟩ ${m.text_pair}` : m.text, labels(m.true), labels(m.predicted), fmt.num(m.score)]),
   {caption: "The most confident mistakes", numeric: [3]});
