@@ -47,6 +47,8 @@ session.onKeyNeeded(askForKey);
 
 function showSession() {
   document.getElementById("forget-key").hidden = !session.key;
+  // /docs is a page the browser navigates to, which carries no key: with keys it would answer 401
+  document.querySelector("nav a[href='/docs']").parentElement.hidden = Boolean(session.key);
 }
 
 document.getElementById("forget-key").addEventListener("click", () => {
