@@ -8,6 +8,7 @@ api and the worker share (neither route nor task code). Reports are model_core.r
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy.orm import Session
@@ -99,10 +100,20 @@ def gate_deploy(session: Session, candidate: ModelRecord, dataset_id: str, max_c
     return detail
 
 
+@dataclass
+class AutoDeployment:
+    """What auto_deploy decided: the "auto" Deployment's `detail` (None: not deployed), the `outcome` in one line,
+    and a `warning` for the job when if_better kept its model from replacing the deployed one."""
+
+    detail: dict | None
+    outcome: str
+    warning: dict | None = None
+
+
 def auto_deploy(session: Session, report: dict | None, held_out: Sequence[AnyExample], job_id: str,
-                settings: Settings) -> tuple[dict | None, str]:
-    """Whether a training job's new model is to be deployed, as AUTO_DEPLOY says: (the "auto" Deployment's detail,
-    or None when it is not; what was decided, one line). `report` is the model's held-out report, on `held_out`.
+                settings: Settings) -> AutoDeployment:
+    """Whether a training job's new model is to be deployed, as AUTO_DEPLOY says. `report` is the model's held-out
+    report, on `held_out`.
 
     never: not. first: when no model is deployed. if_better: that, or over the deployed model when both have the
     same label set and problem type, and the gate passes (app.gate, default max_class_drop) with both evaluated on
@@ -110,22 +121,28 @@ def auto_deploy(session: Session, report: dict | None, held_out: Sequence[AnyExa
     """
     policy = settings.auto_deploy
     if policy == "never":
-        return None, "not deployed (AUTO_DEPLOY=never)"
+        return AutoDeployment(None, "not deployed (AUTO_DEPLOY=never)")
     deployed = store.deployed_model(session)
     if deployed is None:
-        return {"policy": policy, "deployed_model_id": None}, "deployed: no model was"
+        return AutoDeployment({"policy": policy, "deployed_model_id": None}, "deployed: no model was")
     if policy == "first":
-        return None, f"not deployed: model {deployed.id} is (AUTO_DEPLOY=first)"
+        return AutoDeployment(None, f"not deployed: model {deployed.id} is (AUTO_DEPLOY=first)")
     if report is None:
-        return None, "not deployed: it has no held-out report to compare"
+        return _kept_out(deployed, "it has no held-out report to compare")
     if set(deployed.labels) != set(report["labels"]) or deployed.problem_type != report["problem_type"]:
-        return None, f"not deployed: its labels differ from those of the deployed model {deployed.id}"
+        return _kept_out(deployed, "its labels differ from the deployed model's")
     try:
         deployed_report = report_of(deployed, held_out, settings.device)
     except (ModelUnloadable, DataError) as error:
-        return None, f"not deployed: the deployed model {deployed.id} could not be evaluated ({error})"
+        return _kept_out(deployed, f"the deployed model could not be evaluated ({error})")
     detail = {"policy": policy, "compared_on": f"the {len(held_out)} held-out rows of job {job_id}",
               "deployed_model_id": deployed.id, **gate(deployed_report, report)}
     if not detail["passed"]:
-        return None, f"not deployed over model {deployed.id}: " + "; ".join(detail["reasons"])
-    return detail, f"deployed over model {deployed.id}: the gate passed on the job's held-out rows"
+        return _kept_out(deployed, "; ".join(detail["reasons"]))
+    return AutoDeployment(detail, f"deployed over model {deployed.id}: the gate passed on the job's held-out rows")
+
+
+def _kept_out(deployed: ModelRecord, why: str) -> AutoDeployment:
+    outcome = f"not deployed over model {deployed.id} (AUTO_DEPLOY=if_better): {why}"
+    return AutoDeployment(None, outcome, {"kind": "not_deployed", "message": outcome,
+                                          "deployed_model_id": deployed.id})

@@ -32,6 +32,16 @@ class Page(BaseModel, Generic[T]):
     offset: int
 
 
+class WarningOut(BaseModel):
+    """Something a person should know about a dataset or a job; nothing was refused for it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    kind: str = Field(description="What it is about, e.g. duplicate_texts, label_conflicts, train_eval_overlap; "
+                      "the kinds and their fields are in the README.")
+    message: str = Field(description="One sentence: what was found, where, and what to do about it.")
+
+
 # --- datasets ------------------------------------------------------------------------------------------------------
 
 class DatasetOut(BaseModel):
@@ -53,6 +63,9 @@ class DatasetOut(BaseModel):
     filename: str
     format: str = Field(description="tsv or csv")
     size_bytes: int
+    warnings: list[WarningOut] | None = Field(description="The data checks of the upload (duplicates, label "
+                                              "conflicts, small classes, short texts), each with the file lines "
+                                              "concerned; [] when none; null for a dataset stored before the checks.")
 
 
 # --- jobs ----------------------------------------------------------------------------------------------------------
@@ -127,9 +140,11 @@ class JobOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     device: str | None
-    warnings: list[dict] = Field(default_factory=list, description='[{"kind", "message", ...}]: e.g. '
-                                 '"below_majority_baseline" when the model does not clearly beat always answering '
-                                 "the most common label.")
+    warnings: list[WarningOut] | None = Field(description="The data checks of the job's rows: the datasets' "
+                                              "warnings, what dedupe dropped, evaluation rows that repeat a training "
+                                              "text; null until the job starts. At its end, the model's quality: "
+                                              "below_majority_baseline when it does not clearly beat always "
+                                              "answering the most common label.")
     evaluation_url: str | None = Field(None, description="Where the model's held-out evaluation report is (GET); "
                                        "null until the job succeeded.")
 
@@ -147,7 +162,7 @@ class JobOut(BaseModel):
             progress=Progress(step=job.step, total_steps=job.total_steps, epoch=job.epoch, fraction=fraction),
             metrics=JobMetrics(**(job.metrics or {})), model_id=job.model_id, error=job.error,
             created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at, device=job.device,
-            warnings=job.warnings or [],
+            warnings=job.warnings,
             evaluation_url=f"/models/{job.model_id}/evaluation" if job.kind == "train" and job.model_id else None,
         )
 

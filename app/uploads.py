@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from app.db.models import Dataset, new_id
 from app.errors import ServiceError, TooLarge, Unprocessable, UnsupportedMediaType
 from model_core.data import DataError, read_table
+from model_core.data_checks import table_warnings
 
 MAX_TEXT_FIELD_BYTES = 64 * 1024
 COLUMN_FIELDS = ("label_column", "text_column", "text_pair_column")
@@ -211,7 +212,8 @@ class ColumnChoice:
 
 async def store_dataset(session: Session, form: ReceivedForm, file_field: str, columns: ColumnChoice,
                         name: str | None, artifact_dir: Path) -> Dataset:
-    """Validates an uploaded file with read_table (Unprocessable naming the line and reason) and keeps it as a dataset.
+    """Validates an uploaded file with read_table (Unprocessable naming the line and reason) and keeps it as a dataset,
+    with the warnings of the data checks (model_core.data_checks), which refuse nothing.
 
     The row is added to `session` (the caller commits); the file moves to ARTIFACT_DIR/datasets/<id>/.
     """
@@ -225,6 +227,7 @@ async def store_dataset(session: Session, form: ReceivedForm, file_field: str, c
                                         allow_no_label=columns.allow_no_label)
     except DataError as error:
         raise Unprocessable(f"{received.filename}: {error}") from None
+    warnings = await run_in_threadpool(table_warnings, table.examples)
     dataset_id = new_id()
     directory = artifact_dir / "datasets" / dataset_id
     directory.mkdir(parents=True)
@@ -236,7 +239,7 @@ async def store_dataset(session: Session, form: ReceivedForm, file_field: str, c
         format=_format_of(received.filename), n_rows=len(table.examples), labels=table.labels,
         label_column=table.label_column, text_column=table.text_column, text_pair_column=table.text_pair_column,
         label_delimiter=table.label_delimiter, allow_no_label=table.allow_no_label,
-        sha256=received.sha256, size_bytes=received.size_bytes, path=str(path.resolve()),
+        sha256=received.sha256, size_bytes=received.size_bytes, path=str(path.resolve()), warnings=warnings,
     )
     session.add(dataset)
     session.flush()

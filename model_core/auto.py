@@ -9,7 +9,8 @@ so the same run resolves identically when it resumes. The rules (README "How aut
   base model's positions (and 512): longer texts are rare enough to truncate, shorter padding is free.
 - batch_size: SMALL_BATCH below LARGE_DATA_ROWS training rows (more, noisier steps help small sets), else
   LARGE_BATCH.
-- learning_rate: LEARNING_RATE.
+- learning_rate: SMALL_DATA_LEARNING_RATE below LARGE_DATA_ROWS (many epochs over few rows: a gentler rate), else
+  LARGE_DATA_LEARNING_RATE (a few epochs must get far).
 - epochs: enough for MIN_STEPS optimizer steps, within MIN_EPOCHS..MAX_EPOCHS: small sets need many passes,
   large ones few; early stopping ends a run that stops improving.
 - eval_steps: every epoch when the run has EVALS_PER_RUN epochs or more, else often enough for about
@@ -35,7 +36,7 @@ LENGTH_MULTIPLE = 8
 LONGEST_MAX_LEN = 512
 LARGE_DATA_ROWS = 2000
 SMALL_BATCH, LARGE_BATCH = 16, 32
-LEARNING_RATE = 1e-4
+SMALL_DATA_LEARNING_RATE, LARGE_DATA_LEARNING_RATE = 5e-5, 1e-4
 MIN_STEPS = 400
 MIN_EPOCHS, MAX_EPOCHS = 2, 20
 EVALS_PER_RUN = 10
@@ -63,9 +64,12 @@ def resolve(cfg: TrainConfig, train: Sequence[AnyExample], tokenizer: Tokenizer,
         choose("max_len", *_max_len(train, tokenizer, min(model_max_positions, LONGEST_MAX_LEN)))
     if rows < LARGE_DATA_ROWS:
         choose("batch_size", SMALL_BATCH, f"{rows} training rows (< {LARGE_DATA_ROWS}): small batches, more steps")
+        choose("learning_rate", SMALL_DATA_LEARNING_RATE,
+               f"{rows} training rows (< {LARGE_DATA_ROWS}): many epochs over few rows, a gentler rate")
     else:
         choose("batch_size", LARGE_BATCH, f"{rows} training rows (>= {LARGE_DATA_ROWS})")
-    choose("learning_rate", LEARNING_RATE, "suits fine-tuning a small BERT with a fresh head")
+        choose("learning_rate", LARGE_DATA_LEARNING_RATE,
+               f"{rows} training rows (>= {LARGE_DATA_ROWS}): a few epochs must get far")
 
     steps_per_epoch = math.ceil(rows / values["batch_size"])
     epochs = min(max(math.ceil(MIN_STEPS / steps_per_epoch), MIN_EPOCHS), MAX_EPOCHS)

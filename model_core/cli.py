@@ -19,6 +19,7 @@ from model_core.base_models import BaseModelNotFound
 from model_core.checkpoint import CheckpointError, load_model
 from model_core.config import SEED_TRAIN_NAMES, ConfigError, Device, TrainConfig
 from model_core.data import DataError, check_problem_type, read_table
+from model_core.data_checks import training_rows
 from model_core.evaluate import evaluate
 from model_core.report import REPORT_FILE, evaluate_model_dir
 from model_core.tokenization import VocabError
@@ -108,8 +109,8 @@ def admitted(annotation) -> list:
 
 
 def metavar(annotation) -> str:
-    """N for an integer, X for a number, literal values as they are: "N|auto", "auto|none|balanced"."""
-    shown = {int: "N", float: "X"}
+    """N for an integer, X for a number, literal values as they are: "N|auto", "auto|none|balanced", "true|false"."""
+    shown = {int: "N", float: "X", bool: "true|false"}
     return "|".join(shown.get(kind, kind) for kind in admitted(annotation) if kind is not type(None))
 
 
@@ -145,10 +146,11 @@ def run_train(args: argparse.Namespace) -> dict:
     cfg = train_config(args)
     train = read_args_table(args, args.train)
     evaluation = read_args_table(args, args.eval).examples if args.eval is not None else None
-    result = finetune(train.examples, evaluation, args.base, args.out, cfg, device=args.device,
+    rows = training_rows(train.examples, evaluation, None, cfg)
+    result = finetune(rows.train, rows.eval, args.base, args.out, cfg, device=args.device,
                       resume=args.resume, progress_bar=True)
     summary = {"model_dir": str(result.model_dir), "device": result.device, "pooling": result.pooling,
-               "steps": result.steps, "train_loss": result.train_loss}
+               "steps": result.steps, "train_loss": result.train_loss, "warnings": rows.warnings}
     if result.eval is not None:
         reported = ("loss", "accuracy", "micro_f1", "macro_f1", "per_class", "thresholds")  # None: single-label
         summary |= {key: getattr(result.eval, key) for key in reported if getattr(result.eval, key) is not None}

@@ -195,6 +195,8 @@ class TrainConfig(BaseModel):
     class_weighting: ClassWeighting = Field(
         AUTO, description='Cross-entropy class weights: "none"; "balanced" (inverse class frequency, mean weight '
         '1); "auto": balanced when the largest class has over 3x the rows of the smallest.')
+    dedupe: bool = Field(False, description="Before the held-out split, drop every row whose text (case and "
+                         "whitespace aside) an earlier row has, and every row of a text that has different labels.")
 
     def auto_fields(self) -> list[str]:
         """The names of the fields that are "auto"."""

@@ -15,7 +15,7 @@ import csv
 import random
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from model_core.config import MULTI_LABEL, SINGLE_LABEL, ProblemType
@@ -41,6 +41,7 @@ class Example:
     text: str
     text_pair: str | None
     label: str
+    line: int | None = field(default=None, compare=False)  # its file line (the header is line 1), when read
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -55,6 +56,7 @@ class MultiLabelExample:
     text: str
     text_pair: str | None
     labels: tuple[str, ...]
+    line: int | None = field(default=None, compare=False)  # its file line (the header is line 1), when read
 
 
 AnyExample = Example | MultiLabelExample
@@ -214,12 +216,12 @@ def read_table(
 
 
 def _labeled_example(text: str, pair: str | None, cell: str, label_delimiter: str | None,
-                     allow_no_label: bool) -> AnyExample | None:
+                     allow_no_label: bool, line: int) -> AnyExample | None:
     """The row's example, or None when its label cell gives it no label and it needs one."""
     if label_delimiter is None:
-        return Example(text, pair, cell) if cell else None
+        return Example(text, pair, cell, line) if cell else None
     labels = tuple(dict.fromkeys(part.strip() for part in cell.split(label_delimiter) if part.strip()))
-    return MultiLabelExample(text, pair, labels) if labels or allow_no_label else None
+    return MultiLabelExample(text, pair, labels, line) if labels or allow_no_label else None
 
 
 def _read_examples(rows, n_columns, label_index, text_index, pair_index, errors: _RowErrors,
@@ -231,7 +233,7 @@ def _read_examples(rows, n_columns, label_index, text_index, pair_index, errors:
             continue
         label, text = fields[label_index], fields[text_index]
         pair = None if pair_index is None else fields[pair_index]
-        example = _labeled_example(text, pair, label, label_delimiter, allow_no_label)
+        example = _labeled_example(text, pair, label, label_delimiter, allow_no_label, line_number)
         if example is None:
             errors.add(line_number, "empty label" if not label.strip() else
                        f"no label in {label!r} split on {label_delimiter!r}")

@@ -25,7 +25,8 @@ from app.settings import Settings
 from model_core.auto import Choices
 from model_core.base_models import resolve_base_model
 from model_core.config import TrainConfig
-from model_core.data import AnyExample, Table, stratified_split
+from model_core.data import AnyExample, Table
+from model_core.data_checks import training_rows
 from model_core.train import EvalInfo, StepInfo, TrainingStopped, TrainResult, finetune
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ class ProgressRecorder:
 
     def __init__(self, session_factory: SessionFactory, job_id: str, worker_id: str):
         self.session_factory, self.job_id, self.worker_id = session_factory, job_id, worker_id
+        self.warnings: list[dict] = []  # the data checks of the job's rows (model_core.data_checks)
         self.points: list[MetricPoint] = []
         self.losses: list[float] = []
         self.step, self.epoch = 0, 0.0
@@ -84,7 +86,10 @@ class ProgressRecorder:
 
     def on_start(self, total_steps: int, device: str, choices: Choices) -> None:
         with self.session_factory() as session:
-            jobs.record_start(session, self.job_id, self.worker_id, total_steps, device, choices)
+            jobs.record_start(session, self.job_id, self.worker_id, total_steps, device, choices, self.warnings)
+
+    def on_warnings(self, warnings: list[dict]) -> None:
+        self.warnings = warnings
 
     def on_step(self, info: StepInfo) -> None:
         first_of_delivery = not self.started
@@ -132,25 +137,22 @@ def _train(job: Job, table: Table, eval_examples: list[AnyExample] | None, setti
         table, eval_examples, job.eval_fraction, job.base_model, settings.artifact_dir / "jobs" / job.id,
         TrainConfig.model_validate(job.hyperparameters), device=settings.device, on_step=recorder.on_step,
         on_eval=recorder.on_eval, on_start=recorder.on_start, should_stop=heartbeat.should_stop,
+        on_warnings=recorder.on_warnings,
     )
 
 
-def held_out_split(table: Table, eval_examples: list[AnyExample] | None, eval_fraction: float | None,
-                   seed: int) -> tuple[list[AnyExample], list[AnyExample]]:
-    """A job's (training, evaluation) rows: the table's rows and the given eval set, or without one the table's
-    rows less a stratified `eval_fraction` held out, seeded by `seed` (the same rows every time)."""
-    if eval_examples is not None:
-        return table.examples, eval_examples
-    return stratified_split(table.examples, eval_fraction, seed)
-
-
 def train_table(table: Table, eval_examples: list[AnyExample] | None, eval_fraction: float | None, base_model: str,
-                out_dir: Path, cfg: TrainConfig, **run_options) -> TrainResult:
-    """What a job trains on its data (bench/quality.py runs it as the service's defaults): held_out_split's rows,
-    the evaluation rows for evaluation and best-model selection; labels in the table's first-seen order; resumes
-    from out_dir's checkpoints. `run_options`: finetune's device and callbacks."""
-    train_examples, eval_examples = held_out_split(table, eval_examples, eval_fraction, cfg.seed)
-    return finetune(train_examples, eval_examples, resolve_base_model(base_model), out_dir, cfg,
+                out_dir: Path, cfg: TrainConfig, on_warnings: Callable[[list[dict]], None] | None = None,
+                **run_options) -> TrainResult:
+    """What a job trains on its data (bench/quality.py runs it as the service's defaults): the table's rows
+    (deduplicated when cfg.dedupe), less a stratified `eval_fraction` held out (seeded by cfg.seed) for evaluation
+    and best-model selection when no eval set is given; labels in the table's first-seen order; resumes from
+    out_dir's checkpoints. `on_warnings` gets the data checks of those rows before training (see
+    model_core.data_checks.training_rows); `run_options`: finetune's device and callbacks."""
+    rows = training_rows(table.examples, eval_examples, eval_fraction, cfg)
+    if on_warnings is not None:
+        on_warnings(rows.warnings)
+    return finetune(rows.train, rows.eval, resolve_base_model(base_model), out_dir, cfg,
                     labels=list(table.labels), resume=True, **run_options)
 
 
@@ -163,14 +165,15 @@ def _register(session_factory: SessionFactory, job: Job, worker_id: str, result:
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(result.model_dir, model_dir)
     with session_factory() as session:
-        deploy_detail, outcome = auto_deploy(session, result.report, held_out, job.id, settings)
+        deployment = auto_deploy(session, result.report, held_out, job.id, settings)
         record = jobs.succeed(session, job.id, worker_id, model_dir=model_dir, total_steps=result.total_steps,
                               epoch=result.epoch, metrics=_final_metrics(result),
-                              device=result.device, report=result.report, deploy_detail=deploy_detail)
+                              device=result.device, report=result.report, deploy_detail=deployment.detail,
+                              warnings=[deployment.warning] if deployment.warning else [])
         if record is None:  # another worker took the job over
             shutil.rmtree(model_dir, ignore_errors=True)
             return
-        log.info("job %s: model %s %s", job.id, record.id, outcome)
+        log.info("job %s: model %s %s", job.id, record.id, deployment.outcome)
     shutil.rmtree(settings.artifact_dir / "jobs" / job.id / "checkpoints", ignore_errors=True)
 
 
@@ -233,7 +236,8 @@ def run_job(job_id: str, settings: Settings, session_factory: SessionFactory) ->
         eval_examples = None if eval_set is None else store.read_dataset(eval_set).examples
         recorder = ProgressRecorder(session_factory, job_id, worker_id)
         result = _train(job, table, eval_examples, settings, recorder, heartbeat)
-        held_out = held_out_split(table, eval_examples, job.eval_fraction, job.hyperparameters["seed"])[1]
+        held_out = training_rows(table.examples, eval_examples, job.eval_fraction,  # the same rows, seeded
+                                 TrainConfig.model_validate(job.hyperparameters)).eval
         _register(session_factory, job, worker_id, result, settings, held_out)
 
     run_leased(job_id, settings, session_factory, work, "fine-tuning")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -169,10 +169,11 @@ def _held(job_id: str, worker_id: str):
 # --- what the lease holder records ------------------------------------------------------------------------------------
 
 def record_start(session: Session, job_id: str, worker_id: str, total_steps: int, device: str,
-                 auto_choices: dict) -> None:
-    """Training started: its planned steps, its device and what its "auto" hyperparameters became."""
+                 auto_choices: dict, warnings: list[dict]) -> None:
+    """Training started: its planned steps, its device, what its "auto" hyperparameters became, and the warnings
+    of the data checks of its rows (a later delivery's replace an earlier one's: they are the same)."""
     session.execute(_held(job_id, worker_id).values(total_steps=total_steps, device=device,
-                                                    auto_choices=auto_choices))
+                                                    auto_choices=auto_choices, warnings=warnings))
     session.commit()
 
 
@@ -189,10 +190,11 @@ def record_progress(session: Session, job_id: str, worker_id: str, *, step: int,
 
 
 def succeed(session: Session, job_id: str, worker_id: str, *, model_dir: Path, total_steps: int, epoch: float,
-            metrics: dict, device: str, report: dict | None = None,
-            deploy_detail: dict | None = None) -> ModelRecord | None:
-    """Ends the job as succeeded and registers its model, with the model's held-out evaluation `report` (whose
-    warnings join the job's) and, given `deploy_detail`, deploys it (an "auto" Deployment with that detail), in one
+            metrics: dict, device: str, report: dict | None = None, deploy_detail: dict | None = None,
+            warnings: Sequence[dict] = ()) -> ModelRecord | None:
+    """Ends the job as succeeded and registers its model, with the model's held-out evaluation `report` (its
+    warnings join the job's data checks, and the stored report shows them all), the job's further `warnings`
+    (auto-deploy's) and, given `deploy_detail`, its deployment (an "auto" Deployment with that detail), in one
     transaction; None (nothing changed) when another worker has taken the job over."""
     job = session.get(Job, job_id, populate_existing=True)
     if job.worker_id != worker_id:
@@ -201,10 +203,12 @@ def succeed(session: Session, job_id: str, worker_id: str, *, model_dir: Path, t
     job.metrics, job.device, job.finished_at, job.worker_id = metrics, device, utcnow(), None
     record = store.register_model(session, job, model_dir)
     job.model_id = record.id
-    if report is not None:
-        evaluations.add(session, model_id=record.id, report=report, source=evaluations.HELD_OUT,
-                        dataset_id=job.eval_dataset_id, job_id=job.id)
+    if report is not None:  # the job and its report show both the data checks and the model's quality
         job.warnings = [*(job.warnings or []), *report["warnings"]]
+        evaluations.add(session, model_id=record.id, report={**report, "warnings": job.warnings},
+                        source=evaluations.HELD_OUT, dataset_id=job.eval_dataset_id, job_id=job.id)
+    if warnings:
+        job.warnings = [*(job.warnings or []), *warnings]
     if deploy_detail is not None:
         store.switch_deployed(session, record.id, reason="auto", detail=deploy_detail)
     session.commit()

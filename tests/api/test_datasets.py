@@ -52,6 +52,38 @@ def test_multi_label_upload_counts_each_label_and_shows_its_format(client):
     assert piped["labels"] == {"a": 1, "b": 2} and piped["allow_no_label"] is False
 
 
+# line 1 the header; line 3 repeats line 2 up to case, line 5 line 2 exactly; line 4 is short; "A fine film" is "pos"
+# and "neg"; every label has fewer than 10 rows
+WARNED_TSV = b"label\ttext\npos\tA fine film\nneg\ta FINE film\nneg\t:(\npos\tA fine film\n"
+
+
+def test_upload_warns_of_duplicates_conflicts_small_classes_and_short_texts_without_refusing(client):
+    response = upload(client, WARNED_TSV)
+    assert response.status_code == 201, response.text
+    dataset = response.json()
+    assert dataset["n_rows"] == 4
+    warnings = {warning["kind"]: warning for warning in dataset["warnings"]}
+    assert list(warnings) == ["duplicate_texts", "near_duplicate_texts", "label_conflicts", "small_classes",
+                              "short_texts"]
+    assert (warnings["duplicate_texts"]["count"], warnings["duplicate_texts"]["lines"]) == (1, [5])
+    assert (warnings["near_duplicate_texts"]["count"], warnings["near_duplicate_texts"]["lines"]) == (1, [3])
+    conflict = warnings["label_conflicts"]
+    assert (conflict["count"], conflict["rows"], conflict["lines"]) == (1, 3, [2, 3, 5])
+    assert conflict["examples"] == [{"text": "A fine film", "lines": [2, 3, 5], "labels": ["pos", "neg"]}]
+    assert warnings["small_classes"]["labels"] == {"pos": 2, "neg": 2}
+    assert warnings["short_texts"]["lines"] == [4]
+    assert all(warning["message"].endswith(".") for warning in warnings.values())
+    assert client.get(f"/datasets/{dataset['id']}").json() == dataset
+    assert client.get("/datasets").json()["items"] == [dataset]
+
+
+def test_multi_label_upload_warns_of_texts_with_different_label_sets(client):
+    content = b"label\ttext\na,b\tgood film\nb,a\tgood film\na\tGood film\nb\tbad film\n"
+    warnings = upload(client, content, label_delimiter=",").json()["warnings"]
+    conflicts = [warning for warning in warnings if warning["kind"] == "label_conflicts"]
+    assert conflicts[0]["examples"] == [{"text": "good film", "lines": [2, 3, 4], "labels": [["a", "b"], ["a"]]}]
+
+
 @pytest.mark.parametrize("form, reason", [
     ({"label_delimiter": ","}, "line 4: empty label"),  # the row without a label, not allowed
     ({"label_delimiter": ",", "allow_no_label": "yes"}, "allow_no_label must be true or false, got 'yes'"),

@@ -11,6 +11,7 @@ from app.db import store
 from app.db.models import Dataset, Deployment
 from app.db.session import make_session_factory
 from app.evaluation import auto_deploy
+from app.gate import compare, gate
 from app.settings import Settings
 from model_core.data import Example
 from model_core.report import evaluate_model_dir
@@ -174,11 +175,12 @@ def test_auto_deploy_policies(sqlite_settings, trained):
 
     def run(model: str, policy: str, report: dict | None = None) -> str:
         with session_factory() as session:
-            detail, outcome = auto_deploy(session, report or reports[model], HELD_OUT, "job-1",
-                                          sqlite_settings.model_copy(update={"auto_deploy": policy}))
-            if detail is not None:
-                store.deploy_model(session, model, reason="auto", detail=detail)
-            return outcome
+            decided = auto_deploy(session, report or reports[model], HELD_OUT, "job-1",
+                                  sqlite_settings.model_copy(update={"auto_deploy": policy}))
+            if decided.detail is not None:
+                store.deploy_model(session, model, reason="auto", detail=decided.detail)
+            assert (decided.warning is not None) == decided.outcome.startswith("not deployed over")
+            return decided.outcome
 
     def history() -> list[tuple]:
         with session_factory() as session:
@@ -202,3 +204,24 @@ def test_auto_deploy_policies(sqlite_settings, trained):
 
     with pytest.raises(ValidationError, match="auto_deploy"):
         Settings(auto_deploy="sometimes")
+
+
+def report_with(macro_f1: float, f1: dict[str, float]) -> dict:
+    """The parts of a report the gate reads."""
+    return {"metrics": {"accuracy": macro_f1, "macro_f1": macro_f1},
+            "per_class": [{"label": label, "precision": value, "recall": value, "f1": value, "support": 5}
+                          for label, value in f1.items()]}
+
+
+def test_gate_rules_at_their_edges():
+    deployed = report_with(0.8, {"a": 0.9, "b": 0.7})
+    assert gate(deployed, report_with(0.8, {"a": 0.9, "b": 0.7}))["passed"]  # as good passes
+    assert gate(deployed, report_with(0.85, {"a": 1.0, "b": 0.65}), max_class_drop=0.05)["passed"]  # drop == limit
+    over = gate(deployed, report_with(0.85, {"a": 1.0, "b": 0.64}), max_class_drop=0.05)
+    assert not over["passed"] and over["reasons"] == [
+        "class 'b': F1 0.6400 is 0.0600 below the deployed model's 0.7000, more than max_class_drop 0.05"]
+    lower = gate(deployed, report_with(0.79, {"a": 0.9, "b": 0.7}))
+    assert not lower["passed"] and lower["reasons"] == ["macro-F1 0.7900 is lower than the deployed model's 0.8000"]
+    extra = compare(deployed, report_with(0.8, {"a": 0.9, "b": 0.7, "c": 0.5}))["per_class"][-1]
+    assert extra == {"label": "c", "support": 5, **{name: {"a": None, "b": 0.5, "delta": None}
+                                                    for name in ("precision", "recall", "f1")}}

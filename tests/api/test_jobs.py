@@ -35,8 +35,8 @@ def test_create_returns_the_queued_job_with_defaults_filled(client, job_body):
                                       "weight_decay": 0.01, "max_len": 32, "seed": 42, "save_steps": 500,
                                       "total_steps": None, "grad_clip": 1.0, "eval_steps": "auto",
                                       "early_stopping_patience": "auto", "pooling": "auto",
-                                      "class_weighting": "auto"}
-    assert job["auto_choices"] is None  # until a worker starts it
+                                      "class_weighting": "auto", "dedupe": False}
+    assert job["auto_choices"] is None and job["warnings"] is None  # until a worker starts it
     assert job["progress"] == {"step": 0, "total_steps": None, "epoch": 0.0, "fraction": 0.0}
     assert set(job["metrics"]) == {"train_loss", "eval_loss", "eval_accuracy", "eval_macro_f1"}
     assert client.get(f"/jobs/{job['id']}").json() == job

@@ -149,3 +149,16 @@ def test_bad_input_is_one_line_and_exit_2(workdir, setup, args, message):
     assert "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ") and message in result.stderr
     assert not (workdir / "x").exists()
+
+
+def test_train_with_dedupe_drops_repeated_rows_and_prints_the_warnings(workdir):
+    unique = list({example.text: example for example in sentiment_examples(60, seed=2)}.values())[:40]
+    write_tsv(workdir / "repeated.tsv", unique + unique[:8])  # lines 42..49 repeat lines 2..9
+    result = cli("train", "--train", "repeated.tsv", "--base", "base", "--out", "dedupe-run", "--epochs", "1",
+                 "--batch-size", "8", "--max-len", "16", "--dedupe", "true", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["steps"] == 5  # 40 rows in batches of 8; the 48 rows would take 6 steps
+    [dropped] = summary["warnings"]
+    assert (dropped["kind"], dropped["file"], dropped["count"]) == ("deduplicated", "train", 8)
+    assert dropped["duplicates"] == 8 and dropped["lines"] == list(range(42, 50))

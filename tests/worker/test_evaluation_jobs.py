@@ -107,6 +107,9 @@ def test_auto_deploy_if_better_keeps_a_worse_model_out_and_deploys_a_better_one(
     assert production_client.post(f"/models/{good['id']}/deploy").status_code == 200
     worse = train(epochs=1, learning_rate=1e-6)  # has barely moved from its random head
     assert not production_client.get(f"/models/{worse['id']}").json()["deployed"]
+    [kept_out] = [w for w in production_client.get(f"/jobs/{worse['job_id']}").json()["warnings"]
+                  if w["kind"] == "not_deployed"]
+    assert kept_out["deployed_model_id"] == good["id"] and "macro-F1" in kept_out["message"]
     assert production_client.get(f"/models/{good['id']}").json()["deployed"]
 
     assert production_client.post(f"/models/{worse['id']}/deploy").status_code == 200

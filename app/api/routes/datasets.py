@@ -35,7 +35,8 @@ UPLOAD_FORM = {
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetOut, openapi_extra=UPLOAD_FORM,
              responses={413: {"description": "File over MAX_UPLOAD_MB"}, 422: {"description": "Invalid file"}})
 async def upload_dataset(request: Request, session: SessionDep, settings: SettingsDep) -> Dataset:
-    """Upload a labeled file; 422 names the line(s) and the reason, and nothing is stored."""
+    """Upload a labeled file; 422 names the line(s) and the reason, and nothing is stored. A stored dataset
+    carries `warnings`: duplicate and conflicting texts, small classes, short texts (none refuses the upload)."""
     with await receive_form(request, file_fields={"file"}, text_fields={"name", *READ_FIELDS},
                             artifact_dir=settings.artifact_dir, max_upload_mb=settings.max_upload_mb) as form:
         dataset = await store_dataset(session, form, "file", ColumnChoice.from_form(form.fields),
