@@ -65,7 +65,8 @@ def queued_multi_label_job(api, tiny_base_model, tmp_path_factory) -> dict:
     return queue_job(api, response.json()["id"], tiny_base_model, TINY_HYPERPARAMETERS)
 
 
-def test_root_redirects_to_the_dashboard_and_a_bad_line_is_shown_with_its_number(server, pages, api, train_tsv):
+def test_root_redirects_to_the_dashboard_and_a_bad_line_is_shown_with_its_number(server, pages, api, train_tsv,
+                                                                                tmp_path):
     page = pages.open(server.url + "/")
     assert page.url.endswith("/ui")
     page.get_by_role("heading", name="Datasets").wait_for()
@@ -79,8 +80,12 @@ def test_root_redirects_to_the_dashboard_and_a_bad_line_is_shown_with_its_number
     names = [d["name"] for d in api.get("/datasets").json()["items"]]
     assert "bad.tsv" not in names
 
-    # a good file: its header fills the column choices; the dataset page charts its label counts
-    page.set_input_files("#file", train_tsv)
+    # a good file with a repeated row: its header fills the column choices; the dataset page charts its label
+    # counts and shows the data checks' warnings
+    lines = train_tsv.read_text(encoding="utf-8").splitlines()
+    repeated = tmp_path / "sst2-repeated.tsv"
+    repeated.write_text("\n".join([*lines, lines[1]]) + "\n", encoding="utf-8")
+    page.set_input_files("#file", repeated)
     assert page.locator("#text_column option").all_inner_texts() == ["(default)", "label", "sentence"]
     page.select_option("#text_column", "sentence")
     page.fill("#ds-name", "sst2-ui")
@@ -92,6 +97,9 @@ def test_root_redirects_to_the_dashboard_and_a_bad_line_is_shown_with_its_number
     counts = page.locator("details table tbody tr").all_inner_texts()
     assert sorted(counts) == sorted(f"{label}\t{n}" for label, n in stored["labels"].items())
     assert page.locator("figure.chart canvas").count() == 1  # uPlot's bar chart
+    assert stored["warnings"], stored  # the repeated row at least
+    checks = page.get_by_role("note").filter(has_text="Data checks").inner_text()
+    assert all(warning["message"] in checks for warning in stored["warnings"])
     pages.shot(page, "datasets")
 
     page.get_by_role("button", name="Delete dataset sst2-ui").click()

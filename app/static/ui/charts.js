@@ -60,7 +60,7 @@ export function barChart(title, counts, axes) {
   const names = Object.keys(counts);
   const bars = chart(title, [{label: axes[1], extra: {fill: "#1f5fbf99", paths: uPlot.paths.bars({size: [0.7, 80]})}}], {
     axes,
-    scales: {x: {time: false, range: () => [-0.5, names.length - 0.5]}},
+    scales: {x: {time: false, range: () => [-0.5, names.length - 0.5]}, y: {range: (_, __, max) => [0, max * 1.1]}},
     options: {axes: [
       {label: axes[0], splits: () => names.map((_, i) => i), values: (_, splits) => splits.map((i) => names[i] ?? ""),
         rotate: names.length > 8 ? -45 : 0, size: names.length > 8 ? 70 : 40, gap: 4},
@@ -68,6 +68,7 @@ export function barChart(title, counts, axes) {
     ]},
   });
   bars.setData([names.map((_, i) => i), Object.values(counts)]);
-  bars.note(`${names.length} ${axes[0]}s; largest ${names.reduce((a, b) => (counts[a] >= counts[b] ? a : b))}`);
+  const largest = names.reduce((a, b) => (counts[a] >= counts[b] ? a : b));
+  bars.note(`${names.length} ${axes[0]}s; the largest, "${largest}", has ${counts[largest]} ${axes[1]}`);
   return bars;
 }
