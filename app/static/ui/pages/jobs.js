@@ -167,12 +167,14 @@ export async function jobEnd(jobId, signal) {
 
 // --- one job ----------------------------------------------------------------------------------------------------
 
-/** Seconds left, from the server's own train-point times (no clock skew with the browser): the rate over the
- * points so far. Null until two points exist. */
+const ETA_POINTS = 10;  // the rate of the last few train points: a resumed job's pause does not count
+
+/** Seconds left, from the server's own train-point times (no clock skew with the browser). Null until two
+ * points exist. */
 function etaSeconds(job, trainPoints) {
   const total = job.progress.total_steps;
   if (!total || trainPoints.length < 2) return null;
-  const [first, last] = [trainPoints[0], trainPoints.at(-1)];
+  const [first, last] = [trainPoints.at(-Math.min(ETA_POINTS, trainPoints.length)), trainPoints.at(-1)];
   const seconds = (Date.parse(last.time) - Date.parse(first.time)) / 1000;
   const rate = (last.step - first.step) / seconds;  // steps per second
   return rate > 0 ? (total - job.progress.step) / rate : null;
