@@ -8,7 +8,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from app.api.routes import base_models, datasets, deployments, evaluations, models, ops, predict
+from app.api.routes import base_models, datasets, deployments, evaluations, models, ops, predict, ui
 from app.api.routes import jobs as job_routes
 from app.auth import install_auth
 from app.db import jobs
@@ -87,7 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_metrics(app)
     # /predict first: routes are matched in order, and it is the hot path
     for router in (predict.router, ops.router, ops.admin_router, datasets.router, job_routes.router,
-                   base_models.router, models.router, evaluations.router, deployments.router):
+                   base_models.router, models.router, evaluations.router, deployments.router, ui.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=ops.STATIC_DIR), name="static")
     app.openapi = lambda: _openapi(app)

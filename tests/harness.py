@@ -38,6 +38,21 @@ def kill_worker_mid_job(client, worker, job_id: str, until, timeout: float = 180
     return wait_for_job(client, job_id, timeout=timeout)
 
 
+def upload_dataset(client, path: Path) -> str:
+    """POST /datasets with the file at `path`; the dataset's id."""
+    response = client.post("/datasets", files={"file": (path.name, path.read_bytes())})
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def queue_job(client, dataset_id: str, base_model, hyperparameters: dict) -> dict:
+    """POST /jobs (JSON) on an uploaded dataset; the job object."""
+    response = client.post("/jobs", json={"dataset_id": dataset_id, "base_model": str(base_model),
+                                          "hyperparameters": hyperparameters})
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
 def sse_events(body: str) -> list[tuple[str, dict]]:
     """(event, data) pairs of a text/event-stream body."""
     events = []

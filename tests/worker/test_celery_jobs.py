@@ -7,7 +7,7 @@ import re
 import pytest
 
 from tests.factories import TINY_HYPERPARAMETERS, topic_examples, write_tsv
-from tests.harness import kill_worker_mid_job, sse_events, wait_for_job
+from tests.harness import kill_worker_mid_job, queue_job, sse_events, upload_dataset, wait_for_job
 
 # long enough to act on while it runs: 10 epochs of ~22 steps, a checkpoint every 10
 LONG_HYPERPARAMETERS = {**TINY_HYPERPARAMETERS, "epochs": 10, "batch_size": 2, "save_steps": 10}
@@ -15,16 +15,7 @@ LONG_HYPERPARAMETERS = {**TINY_HYPERPARAMETERS, "epochs": 10, "batch_size": 2, "
 
 @pytest.fixture(scope="module")
 def dataset_id(production_client, train_tsv) -> str:
-    response = production_client.post("/datasets", files={"file": ("train.tsv", train_tsv.read_bytes())})
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
-
-
-def queue_job(client, dataset_id, base_model, hyperparameters) -> dict:
-    response = client.post("/jobs", json={"dataset_id": dataset_id, "base_model": str(base_model),
-                                          "hyperparameters": hyperparameters})
-    assert response.status_code == 202, response.text
-    return response.json()
+    return upload_dataset(production_client, train_tsv)
 
 
 def test_job_trains_registers_deploys_and_predicts(production_client, dataset_id, tiny_base_model):

@@ -1,0 +1,96 @@
+// The evaluation report (model_core/report.py's shape, README "Evaluation report"): headline figures against
+// the baselines, warnings, the per-class table, the confusion-matrix heatmap, calibration with its reliability
+// diagram, coverage against confidence, and the most confident mistakes.
+import {lineChart, merge} from "./charts.js";
+import {fmt, h, table} from "./dom.js";
+import {warningsBox} from "./pages/datasets.js";
+
+const METRICS = [["accuracy", "accuracy"], ["macro_f1", "macro-F1"], ["weighted_f1", "weighted F1"],
+  ["micro_f1", "micro-F1"], ["subset_accuracy", "subset accuracy"], ["loss", "loss"]];
+
+export function headline(report) {
+  const baselines = report.baselines ?? {};
+  const rows = METRICS.filter(([key]) => report.metrics[key] !== undefined).map(([key, name]) => [
+    name, fmt.num(report.metrics[key]),
+    fmt.num(baselines.majority?.[key]), fmt.num(baselines.tfidf_logreg?.[key])]);
+  return table(["metric", "this model", "majority class", "TF-IDF + logistic regression"], rows,
+    {caption: `${fmt.int(report.n_rows)} rows, ${report.problem_type.replaceAll("_", " ")}`, numeric: [1, 2, 3]});
+}
+
+export function perClassTable(report) {
+  return table(["label", "precision", "recall", "F1", "support", ...(report.thresholds ? ["threshold"] : [])],
+    report.per_class.map((c) => [c.label, fmt.num(c.precision), fmt.num(c.recall), fmt.num(c.f1), fmt.int(c.support),
+      ...(report.thresholds ? [fmt.num(report.thresholds[c.label], 2)] : [])]),
+    {caption: "Per class", numeric: [1, 2, 3, 4, 5]});
+}
+
+/** Rows = true class, columns = predicted; each cell shaded by its share of the row (the recall of the diagonal). */
+function heatmap(labels, matrix) {
+  const cell = (count, rowTotal, trueLabel, predicted) => {
+    const share = rowTotal ? count / rowTotal : 0;
+    return h("td", {class: "cell", title: `true ${trueLabel}, predicted ${predicted}: ${count}`,
+      style: `background: rgba(31, 95, 191, ${share.toFixed(3)}); color: ${share > 0.5 ? "#fff" : "#1b1f24"}`}, String(count));
+  };
+  return h("div", {class: "table-wrap"}, h("table", {class: "heatmap", id: "confusion-matrix"},
+    h("caption", {}, "Confusion matrix: rows are the true class, columns the predicted one; shade = share of the row"),
+    h("thead", {}, h("tr", {}, h("th", {scope: "col"}, "true \\ predicted"),
+      labels.map((l) => h("th", {scope: "col"}, l)))),
+    h("tbody", {}, matrix.map((row, i) => {
+      const total = row.reduce((a, b) => a + b, 0);
+      return h("tr", {}, h("th", {scope: "row"}, labels[i]), row.map((count, j) => cell(count, total, labels[i], labels[j])));
+    }))));
+}
+
+function calibration(report) {
+  const c = report.calibration;
+  if (!c) return null;
+  const used = c.reliability.filter((bin) => bin.count > 0);
+  const chart = lineChart("Reliability diagram (after temperature scaling)",
+    [{label: "perfect calibration", dash: [6, 4], color: "#555e68"}, {label: "accuracy", points: true}],
+    ["confidence", "accuracy"], {yRange: [0, 1]});
+  chart.setData(merge([[0, 0], [1, 1]], used.map((bin) => [bin.confidence, bin.accuracy])));
+  chart.note(`ECE ${fmt.num(c.ece_before)} before, ${fmt.num(c.ece_after)} after temperature ${fmt.num(c.temperature, 2)}`);
+  return h("div", {},
+    h("h3", {}, "Calibration"),
+    h("p", {}, `Expected calibration error ${fmt.num(c.ece_before)} before and ${fmt.num(c.ece_after)} after `,
+      `temperature scaling (T = ${fmt.num(c.temperature, 2)}).`),
+    h("div", {class: "grid"}, chart.element,
+      table(["confidence bin", "rows", "mean confidence", "accuracy"], c.reliability.map((bin) => [
+        `${bin.bin_lower.toFixed(1)}–${bin.bin_upper.toFixed(1)}`, fmt.int(bin.count), fmt.num(bin.confidence),
+        fmt.num(bin.accuracy)]), {caption: "Reliability table", numeric: [1, 2, 3]})));
+}
+
+function mistakes(report) {
+  if (!report.confident_mistakes?.length) return h("p", {class: "note"}, "No confident mistakes.");
+  const labels = (value) => (Array.isArray(value) ? value.join(", ") || "(none)" : String(value));
+  return table(["text", "true", "predicted", "score"], report.confident_mistakes.map((m) => [
+    m.text_pair ? `${m.text} ⟨pair⟩ ${m.text_pair}` : m.text, labels(m.true), labels(m.predicted), fmt.num(m.score)]),
+  {caption: "The most confident mistakes", numeric: [3]});
+}
+
+export function renderReport(report) {
+  return h("div", {class: "report"},
+    warningsBox(report.warnings, "Report warnings"),
+    headline(report),
+    perClassTable(report),
+    report.confusion_matrix ? heatmap(report.labels, report.confusion_matrix) : null,
+    calibration(report),
+    report.coverage?.length ? table(["min confidence", "coverage", "accuracy"], report.coverage.map((c) => [
+      fmt.num(c.min_confidence, 2), fmt.pct(c.coverage), fmt.num(c.accuracy)]),
+    {caption: "Coverage: answering only above a confidence", numeric: [0, 1, 2]}) : null,
+    h("h3", {}, "Confident mistakes"), mistakes(report));
+}
+
+/** The compare endpoint's (and the gate refusal's) comparison: accuracy and macro-F1, then each class's
+ * precision, recall and F1 for A and B with the change (delta = B − A, green when B is better). */
+export function comparisonTables(comparison) {
+  const signed = (x) => (x === null ? "–"
+    : h("span", {class: x > 0 ? "better" : x < 0 ? "worse" : null}, `${x > 0 ? "+" : ""}${fmt.num(x)}`));
+  const triple = (d) => [fmt.num(d.a), fmt.num(d.b), signed(d.delta)];
+  return h("div", {},
+    table(["metric", "A", "B", "Δ (B − A)"], [["accuracy", ...triple(comparison.accuracy)],
+      ["macro-F1", ...triple(comparison.macro_f1)]], {caption: "Overall", numeric: [1, 2, 3]}),
+    table(["label", "support", "F1 A", "F1 B", "Δ F1", "Δ precision", "Δ recall"], comparison.per_class.map((c) => [
+      c.label, fmt.int(c.support), fmt.num(c.f1.a), fmt.num(c.f1.b), signed(c.f1.delta), signed(c.precision.delta),
+      signed(c.recall.delta)]), {caption: "Per-class change from A to B (green: B is better)", numeric: [1, 2, 3, 4, 5, 6]}));
+}
