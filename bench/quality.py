@@ -1,5 +1,7 @@
 """Quality benchmark: what the service's defaults reach, side by side with transformers' usual fine-tuning recipe on
-the same rows with the same evaluation (accuracy, macro-F1, training seconds; CPU, fp32, the same MiniLM weights).
+the same rows with the same evaluation (accuracy, macro-F1, training seconds; CPU, fp32, the same MiniLM weights),
+and for the single-label cases the expected calibration error (ECE) of the scores each side serves: the defaults'
+before and after the temperature scaling a job fits on its held-out rows, the recipe's raw softmax.
 
 - The service's defaults: exactly what a job with only a dataset id trains (`JobConfig()`'s base model, eval fraction
   and hyperparameters, through the worker's `train_table`: a stratified eval_fraction of the rows held out for
@@ -38,6 +40,7 @@ from model_core.checkpoint import load_model
 from model_core.config import TrainConfig
 from model_core.data import Example, Table, read_table, stratified_split
 from model_core.evaluate import classification_metrics, evaluate, label_ids
+from model_core.report import ECE_BINS, evaluate_model_dir, reliability
 from model_core.train import TrainResult
 from testkit.data import SHARED_DATA
 from worker.training import train_table
@@ -99,6 +102,8 @@ class Outcome:
     accuracy: float  # exact match for multi-label
     macro_f1: float
     seconds: float  # training wall time
+    ece: float | None = None  # single-label: expected calibration error of the scores served
+    ece_unscaled: float | None = None  # the defaults': before temperature scaling (softmax of the raw logits)
 
 
 # --- the two sides ---------------------------------------------------------------------------------------------------
@@ -122,9 +127,10 @@ def ours(case: Case, out_dir: Path) -> Outcome:
     started = time.perf_counter()
     result = train_with_defaults(case.train, out_dir)
     seconds = time.perf_counter() - started
-    loaded = load_model(result.model_dir)
-    metrics = evaluate(loaded.model, loaded.tokenizer, case.evaluation, loaded.labels, loaded.max_len)
-    return Outcome(metrics["accuracy"], metrics["macro_f1"], seconds)
+    report = evaluate_model_dir(result.model_dir, case.evaluation, train_examples=case.train)
+    calibration = report["calibration"]  # the temperature was fitted on the held-out rows, not on these
+    return Outcome(report["metrics"]["accuracy"], report["metrics"]["macro_f1"], seconds,
+                   ece=calibration["ece_after"], ece_unscaled=calibration["ece_before"])
 
 
 def ours_multi_label(case: Case, out_dir: Path) -> Outcome:
@@ -159,10 +165,12 @@ def theirs(case: Case, base_dir: Path) -> Outcome:
     probabilities = predict_all(trainer, [e.text for e in case.evaluation], len(case.labels))  # (N, L)
     if case.label_delimiter is None:
         gold = label_ids(case.evaluation, case.labels, "the evaluation set")
-        metrics = classification_metrics(gold, probabilities.argmax(dim=-1), case.labels)
-    else:
-        gold = multi_hot(case.evaluation, case.labels, case.label_delimiter).bool()
-        metrics = multi_label_metrics(gold, probabilities >= 0.5)
+        top, predicted = probabilities.max(dim=-1)
+        metrics = classification_metrics(gold, predicted, case.labels)
+        ece, _ = reliability(top, predicted == gold)
+        return Outcome(metrics["accuracy"], metrics["macro_f1"], seconds, ece=ece)
+    gold = multi_hot(case.evaluation, case.labels, case.label_delimiter).bool()
+    metrics = multi_label_metrics(gold, probabilities >= 0.5)
     return Outcome(metrics["accuracy"], metrics["macro_f1"], seconds)
 
 
@@ -253,7 +261,10 @@ def goemotions_group(sizes: Sizes, work: Path) -> Group:
 
 DEFAULTS, TRANSFORMERS = "service defaults", "transformers recipe"
 METRICS = {"accuracy": ("accuracy", "accuracy"), "macro_f1": ("macro-F1", "macro-F1"),
-           "seconds": ("training time", "s")}  # Outcome field -> (row name, unit)
+           "seconds": ("training time", "s"), "ece": ("ECE", "ECE"),
+           "ece_unscaled": ("ECE before temperature scaling", "ECE")}  # Outcome field -> (row name, unit)
+ECE_NOTE = (f"expected calibration error of the scores served, {ECE_BINS} equal-width bins of the top probability, "
+            "on the evaluation set; the defaults' temperature is fitted on their held-out rows")
 
 
 def row(metric: str, value: float | None, unit: str, note: str = "") -> dict:
@@ -269,16 +280,19 @@ def side_rows(group: Group, side: str, outcomes: list[Outcome], time_note: str) 
     """Accuracy, macro-F1 and training time of one side: a single run's values, else the mean (and the min of the
     headline metric) with each run's value in the note; the group's goals in the defaults' notes."""
     goals = group.goals if side == DEFAULTS else {}
+    notes = {"seconds": time_note, "ece": ECE_NOTE, "ece_unscaled": ECE_NOTE}
     rows = []
     for field, (label, unit) in METRICS.items():
         values = [getattr(outcome, field) for outcome in outcomes]
+        if None in values:  # a figure this side or case does not have
+            continue
         each = "" if len(values) == 1 else "each run: " + ", ".join(f"{value:.4g}" for value in values)
         stats = {label: values[0]} if len(values) == 1 else {f"{label} mean": statistics.mean(values)}
         if len(values) > 1 and field == group.headline:
             stats[f"{label} min"] = min(values)
         for name, value in stats.items():
             rows.append(row(f"{group.name}: {name}, {side}", value, unit,
-                            joined(goals.get(name), each, time_note if field == "seconds" else "")))
+                            joined(goals.get(name), each, notes.get(field, ""))))
     return rows
 
 

@@ -3,6 +3,10 @@ nothing here touches CUDA until a child runs a job."""
 import logging
 import os
 
+import sklearn.feature_extraction.text  # noqa: F401  model_core.report's baselines import scikit-learn at a job's
+import sklearn.linear_model  # noqa: F401  end (~1 s, most of a tiny job's end); load it once, before forking
+import sklearn.model_selection  # noqa: F401
+import sklearn.multiclass  # noqa: F401
 import torch._dynamo  # noqa: F401  torch.optim imports it at the first step (seconds); load it once, before forking
 from billiard import current_process
 from celery.signals import worker_process_init
