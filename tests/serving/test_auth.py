@@ -16,7 +16,9 @@ from tests.factories import ServingApp, serving_app
 pytestmark = pytest.mark.anyio
 
 ADMIN_KEY, PREDICT_KEY = "admin-secret-0123", "predict-secret-4567"
-OPEN = {("GET", "/health"), ("GET", "/ready")}
+# the dashboard's shell is open like /static: the same page for everyone, no data; what it shows comes from keyed
+# API calls (app/api/routes/ui.py)
+OPEN = {("GET", "/health"), ("GET", "/ready"), ("GET", "/"), ("GET", "/ui")}
 PREDICT_ALLOWED = {("POST", "/predict"), ("GET", "/models"), ("GET", "/models/{model_id}")}
 KEYS = {"no key": None, "bad key": "not-a-key", "predict key": PREDICT_KEY, "admin key": ADMIN_KEY}
 
