@@ -264,7 +264,8 @@ METRICS = {"accuracy": ("accuracy", "accuracy"), "macro_f1": ("macro-F1", "macro
            "seconds": ("training time", "s"), "ece": ("ECE", "ECE"),
            "ece_unscaled": ("ECE before temperature scaling", "ECE")}  # Outcome field -> (row name, unit)
 ECE_NOTE = (f"expected calibration error of the scores served, {ECE_BINS} equal-width bins of the top probability, "
-            "on the evaluation set; the defaults' temperature is fitted on their held-out rows")
+            "on the evaluation set: the defaults' logits divided by the temperature their job fitted on its held-out "
+            "rows, the recipe's raw softmax")
 
 
 def row(metric: str, value: float | None, unit: str, note: str = "") -> dict:
