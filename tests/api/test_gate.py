@@ -225,3 +225,14 @@ def test_gate_rules_at_their_edges():
     extra = compare(deployed, report_with(0.8, {"a": 0.9, "b": 0.7, "c": 0.5}))["per_class"][-1]
     assert extra == {"label": "c", "support": 5, **{name: {"a": None, "b": 0.5, "delta": None}
                                                     for name in ("precision", "recall", "f1")}}
+
+
+@pytest.mark.parametrize(("method", "path", "body"), [
+    ("POST", "/models/m/deploy", b'{"require_better_than_deployed": true, "on_dataset": "d", "max_class_drop": NaN}'),
+    ("PATCH", "/models/m", b'{"min_confidence": Infinity}'),
+])
+def test_a_non_finite_number_in_a_body_is_a_422(client, method, path, body):
+    # Python's JSON parser reads NaN and Infinity; the 422 that echoes them must still be JSON
+    response = client.request(method, path, content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["input"] in ("nan", "inf")
