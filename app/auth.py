@@ -10,12 +10,13 @@ import hmac
 from enum import StrEnum
 
 from fastapi import Depends, FastAPI, HTTPException, Request, status
-from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.errors import validation_error_response
 from app.settings import Settings
 
 
@@ -109,7 +110,7 @@ async def _auth_failure(request: Request) -> HTTPException | None:
 async def _auth_before_validation_error(request: Request, error: RequestValidationError):
     if failure := await _auth_failure(request):
         return await http_exception_handler(request, failure)
-    return await request_validation_exception_handler(request, error)
+    return validation_error_response(error)
 
 
 async def _auth_before_http_error(request: Request, error: StarletteHTTPException):

@@ -7,7 +7,11 @@ adds `Retry-After`.
 """
 from __future__ import annotations
 
+import math
+
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
@@ -42,6 +46,23 @@ class Unprocessable(ServiceError, ValueError):
     def from_validation(cls, error: ValidationError) -> Unprocessable:
         """pydantic's field errors of a body read by hand, in the shape FastAPI gives its own."""
         return cls(error.errors(include_url=False, include_context=False, include_input=False))
+
+
+def _json_safe(value):
+    """`value` with NaN and +-Infinity as strings: JSON cannot carry them, and a body may hold them (Python's JSON
+    parser reads `NaN`), so a validation error that echoes one must still be a 422, not a 500."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(item) for item in value]
+    return value
+
+
+def validation_error_response(error: RequestValidationError) -> JSONResponse:
+    """FastAPI's 422 for a request that fails its schema, with non-finite inputs quoted (_json_safe)."""
+    return JSONResponse({"detail": _json_safe(jsonable_encoder(error.errors()))}, status_code=422)
 
 
 class TooLarge(ServiceError):

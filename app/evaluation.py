@@ -46,10 +46,11 @@ def check_evaluable(model: ModelRecord, dataset: Dataset) -> None:
 
 
 def report_of(model: ModelRecord, examples: Sequence[AnyExample], device: str) -> dict:
-    """model_core's report of the registered model on the examples; ModelUnloadable (409) when its files cannot be
-    loaded."""
+    """model_core's report of the registered model on the examples, deciding as /predict does (its hand-set
+    thresholds over the tuned ones); ModelUnloadable (409) when its files cannot be loaded."""
     try:
-        return evaluate_model_dir(model.path, examples, device=str(resolve_device(device)))
+        return evaluate_model_dir(model.path, examples, device=str(resolve_device(device)),
+                                  thresholds=model.thresholds)
     except CheckpointError as error:
         raise ModelUnloadable(f"model {model.id} cannot be loaded: {error}") from error
 

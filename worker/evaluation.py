@@ -15,6 +15,7 @@ from app.db.models import Dataset, Job, ModelRecord
 from app.settings import Settings
 from model_core.checkpoint import load_model
 from model_core.evaluate import predict_logits
+from model_core.predict import thresholds_over
 from model_core.report import build_report
 from model_core.train import TrainingStopped, resolve_device
 from worker.training import Heartbeat, ProgressRecorder, SessionFactory, job_row, run_leased
@@ -41,7 +42,7 @@ def run_evaluation_job(job_id: str, settings: Settings, session_factory: Session
             logits.append(predict_logits(loaded.model, loaded.tokenizer, chunk, loaded.max_len, BATCH_SIZE))
             recorder.on_progress(done)
         report = build_report(torch.cat(logits), examples, loaded.labels, temperature=loaded.temperature,
-                              thresholds=loaded.thresholds)  # (N, L) logits
+                              thresholds=thresholds_over(loaded.labels, loaded.thresholds, model.thresholds))
         metrics = {"eval_loss": report["metrics"]["loss"], "eval_accuracy": report["metrics"]["accuracy"],
                    "eval_macro_f1": report["metrics"]["macro_f1"]}
         with session_factory() as session:

@@ -8,15 +8,23 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from app.db import store
-from app.db.models import Dataset, Deployment
+from app.db.models import Dataset, Deployment, ModelRecord
 from app.db.session import make_session_factory
-from app.evaluation import auto_deploy
+from app.evaluation import auto_deploy, report_of
 from app.gate import compare, gate
 from app.settings import Settings
-from model_core.data import Example
+from model_core.data import Example, MultiLabelExample
 from model_core.report import evaluate_model_dir
 from testkit.store import register_copy
-from tests.factories import make_tiny_base, sentiment_examples, topic_examples, train_sentiment_model, write_tsv
+from tests.factories import (
+    make_tiny_base,
+    minilm_with_random_head,
+    save_minilm_classifier,
+    sentiment_examples,
+    topic_examples,
+    train_sentiment_model,
+    write_tsv,
+)
 
 HELD_OUT = sentiment_examples(16, seed=1)  # what train_sentiment_model evaluates on
 
@@ -225,3 +233,24 @@ def test_gate_rules_at_their_edges():
     extra = compare(deployed, report_with(0.8, {"a": 0.9, "b": 0.7, "c": 0.5}))["per_class"][-1]
     assert extra == {"label": "c", "support": 5, **{name: {"a": None, "b": 0.5, "delta": None}
                                                     for name in ("precision", "recall", "f1")}}
+
+
+@pytest.mark.parametrize(("method", "path", "body"), [
+    ("POST", "/models/m/deploy", b'{"require_better_than_deployed": true, "on_dataset": "d", "max_class_drop": NaN}'),
+    ("PATCH", "/models/m", b'{"min_confidence": Infinity}'),
+])
+def test_a_non_finite_number_in_a_body_is_a_422(client, method, path, body):
+    # Python's JSON parser reads NaN and Infinity; the 422 that echoes them must still be JSON
+    response = client.request(method, path, content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["input"] in ("nan", "inf")
+
+
+def test_a_multi_label_model_is_evaluated_with_its_hand_set_thresholds(tmp_path):
+    # the gate (and evaluation jobs) judge the decisions /predict makes: hand-set thresholds over the tuned ones
+    labels = ["joy", "anger"]
+    model_dir = save_minilm_classifier(tmp_path / "model", minilm_with_random_head(2, seed=0, head_std=0.02), labels,
+                                       32, thresholds={"joy": 0.5, "anger": 0.5})
+    record = ModelRecord(id="m", path=str(model_dir), thresholds={"joy": 0.0})
+    report = report_of(record, [MultiLabelExample("a text", None, ("joy",))] * 2, "cpu")
+    assert report["thresholds"] == {"joy": 0.0, "anger": 0.5}
