@@ -165,11 +165,15 @@ def _register(session_factory: SessionFactory, job: Job, worker_id: str, result:
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(result.model_dir, model_dir)
     with session_factory() as session:
-        deployment = auto_deploy(session, result.report, held_out, job.id, settings)
-        record = jobs.succeed(session, job.id, worker_id, model_dir=model_dir, total_steps=result.total_steps,
-                              epoch=result.epoch, metrics=_final_metrics(result),
-                              device=result.device, report=result.report, deploy_detail=deployment.detail,
-                              warnings=[deployment.warning] if deployment.warning else [])
+        try:
+            deployment = auto_deploy(session, result.report, held_out, job.id, settings)
+            record = jobs.succeed(session, job.id, worker_id, model_dir=model_dir, total_steps=result.total_steps,
+                                  epoch=result.epoch, metrics=_final_metrics(result),
+                                  device=result.device, report=result.report, deploy_detail=deployment.detail,
+                                  warnings=[deployment.warning] if deployment.warning else [])
+        except BaseException:  # no model record points at the directory: the job fails, or a retry trains anew
+            shutil.rmtree(model_dir, ignore_errors=True)
+            raise
         if record is None:  # another worker took the job over
             shutil.rmtree(model_dir, ignore_errors=True)
             return
