@@ -26,7 +26,7 @@ from model_core.auto import Choices
 from model_core.base_models import resolve_base_model
 from model_core.config import TrainConfig
 from model_core.data import AnyExample, Table
-from model_core.data_checks import training_rows
+from model_core.data_checks import TrainingRows, training_rows
 from model_core.train import EvalInfo, StepInfo, TrainingStopped, TrainResult, finetune
 
 log = logging.getLogger(__name__)
@@ -132,26 +132,30 @@ class ProgressRecorder:
 
 
 def _train(job: Job, table: Table, eval_examples: list[AnyExample] | None, settings: Settings,
-           recorder: ProgressRecorder, heartbeat: Heartbeat) -> TrainResult:
-    return train_table(
-        table, eval_examples, job.eval_fraction, job.base_model, settings.artifact_dir / "jobs" / job.id,
-        TrainConfig.model_validate(job.hyperparameters), device=settings.device, on_step=recorder.on_step,
-        on_eval=recorder.on_eval, on_start=recorder.on_start, should_stop=heartbeat.should_stop,
-        on_warnings=recorder.on_warnings,
-    )
+           recorder: ProgressRecorder, heartbeat: Heartbeat) -> tuple[TrainResult, list[AnyExample] | None]:
+    """The job's training (train_table's), its data checks reported first; also the rows it was evaluated on."""
+    cfg = TrainConfig.model_validate(job.hyperparameters)
+    rows = training_rows(table.examples, eval_examples, job.eval_fraction, cfg)
+    recorder.on_warnings(rows.warnings)
+    result = train_rows(rows, table, job.base_model, settings.artifact_dir / "jobs" / job.id, cfg,
+                        device=settings.device, on_step=recorder.on_step, on_eval=recorder.on_eval,
+                        on_start=recorder.on_start, should_stop=heartbeat.should_stop)
+    return result, rows.eval
 
 
 def train_table(table: Table, eval_examples: list[AnyExample] | None, eval_fraction: float | None, base_model: str,
-                out_dir: Path, cfg: TrainConfig, on_warnings: Callable[[list[dict]], None] | None = None,
-                **run_options) -> TrainResult:
+                out_dir: Path, cfg: TrainConfig, **run_options) -> TrainResult:
     """What a job trains on its data (bench/quality.py runs it as the service's defaults): the table's rows
     (deduplicated when cfg.dedupe), less a stratified `eval_fraction` held out (seeded by cfg.seed) for evaluation
-    and best-model selection when no eval set is given; labels in the table's first-seen order; resumes from
-    out_dir's checkpoints. `on_warnings` gets the data checks of those rows before training (see
-    model_core.data_checks.training_rows); `run_options`: finetune's device and callbacks."""
-    rows = training_rows(table.examples, eval_examples, eval_fraction, cfg)
-    if on_warnings is not None:
-        on_warnings(rows.warnings)
+    and best-model selection when no eval set is given (model_core.data_checks.training_rows); see train_rows."""
+    return train_rows(training_rows(table.examples, eval_examples, eval_fraction, cfg), table, base_model, out_dir,
+                      cfg, **run_options)
+
+
+def train_rows(rows: TrainingRows, table: Table, base_model: str, out_dir: Path, cfg: TrainConfig,
+               **run_options) -> TrainResult:
+    """Fine-tunes on the rows, labels in the table's first-seen order; resumes from out_dir's checkpoints.
+    `run_options`: finetune's device and callbacks."""
     return finetune(rows.train, rows.eval, resolve_base_model(base_model), out_dir, cfg,
                     labels=list(table.labels), resume=True, **run_options)
 
@@ -239,9 +243,7 @@ def run_job(job_id: str, settings: Settings, session_factory: SessionFactory) ->
         table = store.read_dataset(train_set)
         eval_examples = None if eval_set is None else store.read_dataset(eval_set).examples
         recorder = ProgressRecorder(session_factory, job_id, worker_id)
-        result = _train(job, table, eval_examples, settings, recorder, heartbeat)
-        held_out = training_rows(table.examples, eval_examples, job.eval_fraction,  # the same rows, seeded
-                                 TrainConfig.model_validate(job.hyperparameters)).eval
+        result, held_out = _train(job, table, eval_examples, settings, recorder, heartbeat)
         _register(session_factory, job, worker_id, result, settings, held_out)
 
     run_leased(job_id, settings, session_factory, work, "fine-tuning")
