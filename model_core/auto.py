@@ -8,11 +8,13 @@ so the same run resolves identically when it resumes. The rules (README "How aut
 - max_len: the 99th percentile of the tokenized training lengths, rounded up to a multiple of 8, at most the
   base model's positions (and 512): longer texts are rare enough to truncate, shorter padding is free.
 - batch_size: SMALL_BATCH below LARGE_DATA_ROWS training rows (more, noisier steps help small sets), else
-  LARGE_BATCH.
+  LARGE_BATCH (fewer, larger steps: more examples per CPU second).
 - learning_rate: SMALL_DATA_LEARNING_RATE below LARGE_DATA_ROWS (many epochs over few rows: a gentler rate), else
-  LARGE_DATA_LEARNING_RATE (a few epochs must get far).
+  LARGE_DATA_LEARNING_RATE (a few epochs of large batches must get far).
 - epochs: enough for MIN_STEPS optimizer steps, within MIN_EPOCHS..MAX_EPOCHS: small sets need many passes,
   large ones few; early stopping ends a run that stops improving.
+
+docs/decisions.md has the measurements behind the numbers.
 - eval_steps: every epoch when the run has EVALS_PER_RUN epochs or more, else often enough for about
   EVALS_PER_RUN evaluations, so that early stopping and the choice of the best model can act.
 - early_stopping_patience: PATIENCE evaluations when epochs is "auto" and there is a held-out set; else none
@@ -35,10 +37,10 @@ LENGTH_QUANTILE = 0.99
 LENGTH_MULTIPLE = 8
 LONGEST_MAX_LEN = 512
 LARGE_DATA_ROWS = 2000
-SMALL_BATCH, LARGE_BATCH = 16, 32
-SMALL_DATA_LEARNING_RATE, LARGE_DATA_LEARNING_RATE = 5e-5, 1e-4
-MIN_STEPS = 400
-MIN_EPOCHS, MAX_EPOCHS = 2, 20
+SMALL_BATCH, LARGE_BATCH = 16, 64
+SMALL_DATA_LEARNING_RATE, LARGE_DATA_LEARNING_RATE = 5e-5, 2e-4
+MIN_STEPS = 500
+MIN_EPOCHS, MAX_EPOCHS = 3, 20
 EVALS_PER_RUN = 10
 PATIENCE = 4
 IMBALANCE_RATIO = 3.0
