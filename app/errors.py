@@ -167,6 +167,17 @@ class GateRefused(Conflict):
     """A deploy the promotion gate refused; the detail is the gate's comparison, per-class deltas included."""
 
 
+class DeployedModelChanged(Conflict):
+    """A deploy decided against one deployed model (the gate compared with it) after another was deployed."""
+
+    def __init__(self, model_id: str, compared_with: str | None, deployed: str | None):
+        self.deployed_model_id = deployed
+        super().__init__(f"model {model_id} was compared with "
+                         f"{'no deployed model' if compared_with is None else f'model {compared_with}'}, but "
+                         f"{'none' if deployed is None else f'model {deployed}'} is deployed now: deploy again to "
+                         "compare it with that")
+
+
 class NothingToRollBack(Conflict):
     """A rollback with no earlier deployed model to return to."""
 

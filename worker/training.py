@@ -181,7 +181,10 @@ def _register(session_factory: SessionFactory, job: Job, worker_id: str, result:
         if record is None:  # another worker took the job over
             shutil.rmtree(model_dir, ignore_errors=True)
             return
-        log.info("job %s: model %s %s", job.id, record.id, deployment.outcome)
+        outcome = deployment.outcome
+        if deployment.detail is not None and not record.deployed:
+            outcome = "not deployed: another model was deployed after the decision (see the job's warnings)"
+        log.info("job %s: model %s %s", job.id, record.id, outcome)
     shutil.rmtree(settings.artifact_dir / "jobs" / job.id / "checkpoints", ignore_errors=True)
 
 

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from app.db import evaluations, store
 from app.db.models import Evaluation, Job, MetricPoint, ModelRecord, utcnow
-from app.errors import JobFinished
+from app.errors import DeployedModelChanged, JobFinished
 
 MAX_ATTEMPTS = 3  # deliveries of one job that may lose their worker before the job is failed
 Send = Callable[[str, str], None]  # sends (job id, job kind) to the worker
@@ -194,8 +194,9 @@ def succeed(session: Session, job_id: str, worker_id: str, *, model_dir: Path, t
             warnings: Sequence[dict] = ()) -> ModelRecord | None:
     """Ends the job as succeeded and registers its model, with the model's held-out evaluation `report` (its
     warnings join the job's data checks, and the stored report shows them all), the job's further `warnings`
-    (auto-deploy's) and, given `deploy_detail`, its deployment (an "auto" Deployment with that detail), in one
-    transaction; None (nothing changed) when another worker has taken the job over."""
+    (auto-deploy's) and, given `deploy_detail`, its deployment (an "auto" Deployment with that detail; a
+    "not_deployed" warning instead when another model was deployed since the decision), in one transaction; None
+    (nothing changed) when another worker has taken the job over."""
     job = session.get(Job, job_id, populate_existing=True)
     if job.worker_id != worker_id:
         return None
@@ -210,7 +211,11 @@ def succeed(session: Session, job_id: str, worker_id: str, *, model_dir: Path, t
     if warnings:
         job.warnings = [*(job.warnings or []), *warnings]
     if deploy_detail is not None:
-        store.switch_deployed(session, record.id, reason="auto", detail=deploy_detail)
+        try:
+            store.switch_deployed(session, record.id, reason="auto", detail=deploy_detail)
+        except DeployedModelChanged as changed:  # another model was deployed after the decision: the job stands
+            job.warnings = [*(job.warnings or []), {"kind": "not_deployed", "message": f"not deployed: {changed}",
+                                                    "deployed_model_id": changed.deployed_model_id}]
     session.commit()
     return record
 

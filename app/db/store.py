@@ -6,15 +6,16 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, false, func, select, update
 from sqlalchemy.orm import Session
 
 from app.db.models import Dataset, Deployment, Job, ModelRecord
-from app.errors import DatasetFilesGone, ModelNotFound, NothingToRollBack, Unprocessable
+from app.errors import DatasetFilesGone, DeployedModelChanged, ModelNotFound, NothingToRollBack, Unprocessable
 from model_core.config import MULTI_LABEL, SINGLE_LABEL
 from model_core.data import Table, read_table
 
 DeployReason = Literal["manual", "auto", "rollback"]
+DEPLOYMENTS_LOCK_KEY = 0x6465706C6F79  # PostgreSQL advisory lock id of deployment switches ("deploy")
 
 
 def page(session: Session, query: Select, order_by, limit: int, offset: int) -> tuple[list, int]:
@@ -74,13 +75,31 @@ def deploy_model(session: Session, model_id: str, *, reason: DeployReason, detai
 def switch_deployed(session: Session, model_id: str, *, reason: DeployReason, detail: dict | None = None) -> None:
     """In the caller's transaction: makes `model_id` (a registered model) the one deployed model, others cleared,
     and appends a Deployment (`detail`: the gate's comparison when one ran) to the history. Deploying the deployed
-    model changes nothing."""
+    model changes nothing.
+
+    A decision made against the deployed model (a `detail` with `deployed_model_id`: the model the gate compared
+    with, None when none was deployed) holds only while that model is deployed: DeployedModelChanged, with nothing
+    changed, when another is by now. Switches hold one lock from reading the deployed model to the end of their
+    transaction (_lock_deployments), so two decisions made against the same model cannot both win."""
+    _lock_deployments(session)
     previous = deployed_model(session)
-    if previous is not None and previous.id == model_id:
+    previous_id = previous.id if previous is not None else None
+    if previous_id == model_id:
         return
+    if detail is not None and "deployed_model_id" in detail and detail["deployed_model_id"] != previous_id:
+        raise DeployedModelChanged(model_id, detail["deployed_model_id"], previous_id)
     session.execute(update(ModelRecord).values(deployed=(ModelRecord.id == model_id)))
-    session.add(Deployment(model_id=model_id, previous_model_id=previous.id if previous else None, reason=reason,
-                           detail=detail))
+    session.add(Deployment(model_id=model_id, previous_model_id=previous_id, reason=reason, detail=detail))
+
+
+def _lock_deployments(session: Session) -> None:
+    """Takes the lock that serializes deployment switches, held until the transaction ends. PostgreSQL: a
+    transaction-level advisory lock. SQLite: the database's write lock, which any write statement takes (this one
+    changes no row), and after which reads see every committed switch."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(DEPLOYMENTS_LOCK_KEY)))
+    else:
+        session.execute(update(ModelRecord).where(false()).values(deployed=False))
 
 
 def rollback_target(session: Session) -> str:

@@ -64,7 +64,8 @@ def get_evaluation(model_id: str, session: SessionDep) -> Evaluation:
 @router.post("/{model_id}/deploy", response_model=ModelOut, dependencies=[Depends(require_admin)],
              responses={404: {"description": "Unknown model or dataset"},
                         409: {"description": "Refused by the promotion gate (detail: its reasons and per-class "
-                              "deltas), or the dataset's file was deleted"},
+                              "deltas), another model deployed since the gate compared, or the dataset's file was "
+                              "deleted"},
                         422: {"description": "A dataset with labels a model lacks, or too large to evaluate here"}})
 async def deploy_model(model_id: str, request: Request, service: ServiceDep,
                        body: DeployRequest | None = None) -> ModelRecord:
