@@ -6,7 +6,8 @@
     metrics             accuracy, macro_f1, weighted_f1, loss (+ multi-label: micro_f1, subset_accuracy)
     per_class           [{label, precision, recall, f1, support}]
     confusion_matrix    rows = true class, columns = predicted (single-label; None for multi-label)
-    calibration         {temperature, ece_before, ece_after, reliability: ECE_BINS rows, after calibration}
+    calibration         {temperature, ece_before, ece_after, cross_fitted, reliability: ECE_BINS rows, after
+                        calibration}
     coverage            [{min_confidence, coverage, accuracy}] at COVERAGE_LEVELS (single-label; None otherwise)
     confident_mistakes  up to CONFIDENT_MISTAKES [{text, text_pair, true, predicted, score}], most confident first
     baselines           {majority: {...}, tfidf_logreg: {...}} on the same examples (None when none can be fitted)
@@ -21,7 +22,10 @@ ECE (expected calibration error) bins the rows by their top probability into ECE
 averages |accuracy - mean confidence| over the bins, weighted by their rows. Multi-label models are not
 temperature-scaled (T stays 1): their decisions are per-label thresholds tuned on the same probabilities, and a
 rescaling would only move the thresholds with them; their ECE bins every (row, label) probability against whether
-the label is true.
+the label is true. The held-out report at the end of training is on the rows its temperature was fitted on: there
+its ece_after and reliability table are cross-fitted ("cross_fitted": true), each of CALIBRATION_FOLDS seeded folds
+of the rows scaled by a temperature fitted on the other folds, so that no row's score was calibrated on its own
+label.
 
 Baselines are fitted on the model's training examples when given (the held-out report at the end of training),
 else by BASELINE_FOLDS-fold cross-validation on the evaluated examples themselves (an evaluation on a new dataset);
@@ -62,6 +66,7 @@ BASELINE_FOLDS = 5  # cross-validation folds of the baselines when no training e
 # bounds of the fitted temperature: a (small) held-out set the model separates perfectly drives the fitted T
 # towards 0, which would make every later score 1; sharpening is kept to 4x at most
 TEMPERATURE_RANGE = (0.25, 20.0)
+CALIBRATION_FOLDS = 5  # folds of the cross-fitted ECE of a report on the rows the temperature was fitted on
 BaselineSource = Literal["train", "cross_validation"]
 
 
@@ -84,6 +89,24 @@ def fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> float:
 
     optimizer.step(closure)
     return float(log_t.detach().exp().clamp(*TEMPERATURE_RANGE))
+
+
+def calibration_folds(n_rows: int) -> torch.Tensor:
+    """(n_rows,) fold ids in 0..CALIBRATION_FOLDS-1 (fewer with fewer rows), a seeded shuffle of equal-sized folds."""
+    folds = max(1, min(CALIBRATION_FOLDS, n_rows))
+    return torch.randperm(n_rows, generator=torch.Generator().manual_seed(0)) % folds
+
+
+def cross_fitted_probabilities(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(N, L) softmax(logits / T_k) for the rows of each calibration fold k, T_k fitted on the other folds' rows:
+    the scores rows the temperature never saw would get. One fold (a single row): its T is 1."""
+    folds = calibration_folds(len(logits))
+    probabilities = torch.empty_like(logits, dtype=torch.float64)
+    for fold in folds.unique():
+        inside = folds == fold
+        temperature = fit_temperature(logits[~inside], targets[~inside])
+        probabilities[inside] = (logits[inside].double() / temperature).softmax(dim=-1)
+    return probabilities
 
 
 def reliability(confidence: torch.Tensor, correct: torch.Tensor) -> tuple[float, list[dict]]:
@@ -111,12 +134,17 @@ def _confidence_outcomes(probabilities: torch.Tensor, targets: torch.Tensor,
     return top, (predicted == targets).double()
 
 
-def _calibration(logits: torch.Tensor, targets: torch.Tensor, problem_type: str, temperature: float) -> dict:
-    probabilities = {"before": _probabilities(logits, problem_type, 1.0),
-                     "after": _probabilities(logits, problem_type, temperature)}
-    ece_before, _ = reliability(*_confidence_outcomes(probabilities["before"], targets, problem_type))
-    ece_after, table = reliability(*_confidence_outcomes(probabilities["after"], targets, problem_type))
-    return {"temperature": temperature, "ece_before": ece_before, "ece_after": ece_after, "reliability": table}
+def _calibration(logits: torch.Tensor, targets: torch.Tensor, problem_type: str, temperature: float,
+                 cross_fitted: bool) -> dict:
+    """ECE before and after the temperature; `cross_fitted`: after, as cross_fitted_probabilities (the temperature
+    was fitted on these rows)."""
+    before = _probabilities(logits, problem_type, 1.0)
+    after = cross_fitted_probabilities(logits, targets) if cross_fitted else _probabilities(logits, problem_type,
+                                                                                             temperature)
+    ece_before, _ = reliability(*_confidence_outcomes(before, targets, problem_type))
+    ece_after, table = reliability(*_confidence_outcomes(after, targets, problem_type))
+    return {"temperature": temperature, "ece_before": ece_before, "ece_after": ece_after,
+            "cross_fitted": cross_fitted, "reliability": table}
 
 
 def _probabilities(logits: torch.Tensor, problem_type: str, temperature: float) -> torch.Tensor:
@@ -242,11 +270,12 @@ def quality_warnings(metrics: dict, baseline: dict | None) -> list[dict]:
 
 def build_report(logits: torch.Tensor, examples: Sequence[AnyExample], labels: list[str], *,
                  temperature: float = 1.0, thresholds: Sequence[float] | None = None,
-                 train_examples: Sequence[AnyExample] | None = None) -> dict:
+                 train_examples: Sequence[AnyExample] | None = None, temperature_fitted_here: bool = False) -> dict:
     """The report (module doc) of a model with (N, L) `logits` on the N `examples`, whose class ids are `labels`'
-    order. `temperature`: the model's (single-label; calibration shows ECE at 1 and at it). `thresholds`: a
-    multi-label model's, in label order (None: DEFAULT_THRESHOLD each). `train_examples`: what the model was
-    trained on, for the baselines (None: cross-validated on `examples`). DataError naming labels `labels` lacks."""
+    order. `temperature`: the model's (single-label; calibration shows ECE at 1 and at it; cross-fitted when
+    `temperature_fitted_here`, i.e. fitted on these rows). `thresholds`: a multi-label model's, in label order
+    (None: DEFAULT_THRESHOLD each). `train_examples`: what the model was trained on, for the baselines (None:
+    cross-validated on `examples`). DataError naming labels `labels` lacks."""
     problem_type = problem_type_of(examples)
     multi_label = problem_type == MULTI_LABEL
     evaluated = logit_metrics(logits, examples, labels, thresholds)
@@ -265,7 +294,8 @@ def build_report(logits: torch.Tensor, examples: Sequence[AnyExample], labels: l
         "metrics": metrics,
         "per_class": [{"label": label, **figures} for label, figures in evaluated["per_class"].items()],
         "confusion_matrix": None if multi_label else evaluated["confusion"],
-        "calibration": _calibration(logits, targets, problem_type, temperature),
+        "calibration": _calibration(logits, targets, problem_type, temperature,
+                                    cross_fitted=temperature_fitted_here and not multi_label),
         "coverage": None if multi_label else coverage(*_confidence_outcomes(served, targets, SINGLE_LABEL)),
         "confident_mistakes": confident_mistakes(examples, labels, served, targets, used_thresholds),
         "baselines": baseline,

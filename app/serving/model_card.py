@@ -79,8 +79,10 @@ def _calibration_section(record: ModelRecord, model_dir: Path, report: dict | No
              "```python", "probabilities = (model(**inputs).logits / T).softmax(dim=-1)", "```"]
     if report is not None:
         calibration = report["calibration"]
+        how = (" (cross-fitted: each fifth of the held-out rows scaled by a T fitted on the other four)"
+               if calibration.get("cross_fitted") else "")  # reports stored before cross-fitting lack the key
         lines += ["", f"Expected calibration error (10 bins): {calibration['ece_before']:.4f} before, "
-                  f"{calibration['ece_after']:.4f} after temperature scaling."]
+                  f"{calibration['ece_after']:.4f} after temperature scaling{how}."]
     return lines
 
 

@@ -19,6 +19,8 @@ from model_core.report import (
     MAJORITY_MARGIN,
     REPORT_FILE,
     build_report,
+    calibration_folds,
+    cross_fitted_probabilities,
     evaluate_model_dir,
     fit_temperature,
 )
@@ -142,6 +144,26 @@ def test_temperature_scaling_lowers_the_ece_of_an_over_confident_model():
     assert temperature > 2  # the logits were scaled up 6x
     calibration = build_report(logits, examples, LABELS, temperature=temperature)["calibration"]
     assert calibration["ece_after"] < calibration["ece_before"] / 2
+    assert not calibration["cross_fitted"]  # the temperature was given: fitted elsewhere
+
+
+def test_a_report_on_the_rows_the_temperature_was_fitted_on_calibrates_no_row_on_its_own_label():
+    examples, logits = examples_with_logits(60, seed=4, scale=6.0)
+    targets = torch.tensor([LABELS.index(e.label) for e in examples])
+    folds = calibration_folds(len(examples))
+    assert sorted(torch.bincount(folds).tolist()) == [12] * 5
+    flipped = targets.clone()
+    flipped[folds == 0] = (flipped[folds == 0] + 1) % 3  # other labels for one fold's rows
+    before, after = cross_fitted_probabilities(logits, targets), cross_fitted_probabilities(logits, flipped)
+    assert torch.equal(before[folds == 0], after[folds == 0])  # their scores never saw their labels
+    assert not torch.allclose(before[folds != 0], after[folds != 0])  # the other folds' temperatures did
+
+    temperature = fit_temperature(logits, targets)
+    calibration = build_report(logits, examples, LABELS, temperature=temperature,
+                               temperature_fitted_here=True)["calibration"]
+    top, predicted = before.max(dim=-1)
+    assert calibration["cross_fitted"] and calibration["temperature"] == temperature
+    assert calibration["ece_after"] == pytest.approx(ece_by_hand(top.numpy(), (predicted == targets).numpy()))
 
 
 def test_a_model_that_does_not_beat_the_majority_baseline_is_warned_about():
@@ -175,7 +197,7 @@ def test_training_saves_the_temperature_and_the_report_of_the_saved_model(traine
     assert json.loads((result.model_dir / REPORT_FILE).read_text()) == report
     temperature = json.loads((result.model_dir / CALIBRATION_FILE).read_text())["temperature"]
     assert report["calibration"]["temperature"] == temperature == load_model(result.model_dir).temperature
-    assert report["calibration"]["ece_after"] <= report["calibration"]["ece_before"] + 1e-9  # fitted on these rows
+    assert report["calibration"]["cross_fitted"]  # the temperature was fitted on these rows
     assert report["metrics"]["accuracy"] == pytest.approx(result.eval.accuracy)
     assert report["baselines"]["majority"] == {"accuracy": 0.5, "macro_f1": pytest.approx(1 / 3),
                                                "fitted_on": "train"}
@@ -188,12 +210,12 @@ def test_training_saves_the_temperature_and_the_report_of_the_saved_model(traine
     assert report["confusion_matrix"] == skm.confusion_matrix(y_true, y_pred, labels=[0, 1]).tolist()
     top = probabilities.max(axis=1)  # the served probabilities are the calibrated ones
     assert report["coverage"][0]["accuracy"] == pytest.approx(skm.accuracy_score(y_true, y_pred))
-    assert report["calibration"]["ece_after"] == pytest.approx(
-        ece_by_hand(top, (y_pred == np.array(y_true)).astype(float)), abs=1e-5)
 
-    again = evaluate_model_dir(result.model_dir, evaluation, train_examples=train)
+    again = evaluate_model_dir(result.model_dir, evaluation, train_examples=train)  # the temperature as given
     assert again["metrics"] == pytest.approx(report["metrics"])
-    assert again["calibration"]["ece_after"] == pytest.approx(report["calibration"]["ece_after"])
+    assert not again["calibration"]["cross_fitted"]
+    assert again["calibration"]["ece_after"] == pytest.approx(
+        ece_by_hand(top, (y_pred == np.array(y_true)).astype(float)), abs=1e-5)
 
 
 def test_evaluating_a_model_dir_refuses_other_labels_and_problem_types(trained):
