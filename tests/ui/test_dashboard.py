@@ -247,6 +247,7 @@ def test_model_page_shows_the_evaluation_report(server, pages, api, trained_jobs
     reliability = page.locator("figure.chart", has_text="Reliability diagram")
     assert reliability.locator("canvas").count() == 1
     assert f"ECE {report['calibration']['ece_before']:.3f} before" in reliability.inner_text()
+    assert report["calibration"]["cross_fitted"] and page.get_by_text("the after figures are cross-fitted").is_visible()
     mistakes = page.get_by_role("table", name="The most confident mistakes").locator("tbody tr")
     assert mistakes.count() == len(report["confident_mistakes"])
     for warning in report["warnings"]:

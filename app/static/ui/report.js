@@ -53,7 +53,9 @@ function calibration(report) {
   return h("div", {},
     h("h3", {}, "Calibration"),
     h("p", {}, `Expected calibration error ${fmt.num(c.ece_before)} before and ${fmt.num(c.ece_after)} after `,
-      `temperature scaling (T = ${fmt.num(c.temperature, 2)}).`),
+      `temperature scaling (T = ${fmt.num(c.temperature, 2)}).`,
+      c.cross_fitted && " T was fitted on these rows, so the after figures are cross-fitted: each fifth of the " +
+        "rows is scaled by a T fitted on the other four."),
     h("div", {class: "grid"}, chart.element,
       table(["confidence bin", "rows", "mean confidence", "accuracy"], c.reliability.map((bin) => [
         `${bin.bin_lower.toFixed(1)}–${bin.bin_upper.toFixed(1)}`, fmt.int(bin.count), fmt.num(bin.confidence),
