@@ -12,6 +12,8 @@
     confident_mistakes  up to CONFIDENT_MISTAKES [{text, text_pair, true, predicted, score}], most confident first
     baselines           {majority: {...}, tfidf_logreg: {...}} on the same examples (None when none can be fitted)
     thresholds          multi-label: {label: threshold} the predictions used; None for single-label
+    cross_fitted_metrics  multi-label, thresholds tuned on these rows: {subset_accuracy, micro_f1, macro_f1} with
+                        each fold decided at thresholds tuned on the other folds; None otherwise
     warnings            [{kind, message, ...}]: "below_majority_baseline"
 
 The metrics are model_core.evaluate's (logit_metrics), on the raw logits: the temperature changes no prediction.
@@ -22,10 +24,13 @@ ECE (expected calibration error) bins the rows by their top probability into ECE
 averages |accuracy - mean confidence| over the bins, weighted by their rows. Multi-label models are not
 temperature-scaled (T stays 1): their decisions are per-label thresholds tuned on the same probabilities, and a
 rescaling would only move the thresholds with them; their ECE bins every (row, label) probability against whether
-the label is true. The held-out report at the end of training is on the rows its temperature was fitted on: there
-its ece_after and reliability table are cross-fitted ("cross_fitted": true), each of CALIBRATION_FOLDS seeded folds
-of the rows scaled by a temperature fitted on the other folds, so that no row's score was calibrated on its own
-label.
+the label is true.
+
+Cross-fitting. The held-out report at the end of training is on the rows its temperature or thresholds were fitted
+on, which flatters what was fitted. There a single-label report's ece_after and reliability table are cross-fitted
+("cross_fitted": true), and a multi-label report adds cross_fitted_metrics: the rows are split into
+CALIBRATION_FOLDS seeded folds, and each fold is scaled by a temperature (decided at thresholds) fitted on the other
+folds, so that no row's score or decision was fitted on its own labels.
 
 Baselines are fitted on the model's training examples when given (the held-out report at the end of training),
 else by BASELINE_FOLDS-fold cross-validation on the evaluated examples themselves (an evaluation on a new dataset);
@@ -52,6 +57,7 @@ from model_core.evaluate import (
     logit_metrics,
     multi_label_metrics,
     predict_logits,
+    tune_thresholds,
 )
 from model_core.predict import thresholds_over
 
@@ -66,7 +72,7 @@ BASELINE_FOLDS = 5  # cross-validation folds of the baselines when no training e
 # bounds of the fitted temperature: a (small) held-out set the model separates perfectly drives the fitted T
 # towards 0, which would make every later score 1; sharpening is kept to 4x at most
 TEMPERATURE_RANGE = (0.25, 20.0)
-CALIBRATION_FOLDS = 5  # folds of the cross-fitted ECE of a report on the rows the temperature was fitted on
+CALIBRATION_FOLDS = 5  # folds of the cross-fitted figures (module doc)
 BaselineSource = Literal["train", "cross_validation"]
 
 
@@ -107,6 +113,18 @@ def cross_fitted_probabilities(logits: torch.Tensor, targets: torch.Tensor) -> t
         temperature = fit_temperature(logits[~inside], targets[~inside])
         probabilities[inside] = (logits[inside].double() / temperature).softmax(dim=-1)
     return probabilities
+
+
+def cross_fitted_decisions(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(N, L) multi-label decisions of each calibration fold's rows at thresholds tuned (tune_thresholds) on the
+    other folds' rows: the decisions rows the thresholds never saw would get."""
+    folds = calibration_folds(len(logits))
+    probabilities = logits.sigmoid()  # (N, L)
+    decisions = torch.empty_like(probabilities, dtype=torch.bool)
+    for fold in folds.unique():
+        inside = folds == fold
+        decisions[inside] = probabilities[inside] >= tune_thresholds(probabilities[~inside], targets[~inside])
+    return decisions
 
 
 def reliability(confidence: torch.Tensor, correct: torch.Tensor) -> tuple[float, list[dict]]:
@@ -270,12 +288,12 @@ def quality_warnings(metrics: dict, baseline: dict | None) -> list[dict]:
 
 def build_report(logits: torch.Tensor, examples: Sequence[AnyExample], labels: list[str], *,
                  temperature: float = 1.0, thresholds: Sequence[float] | None = None,
-                 train_examples: Sequence[AnyExample] | None = None, temperature_fitted_here: bool = False) -> dict:
+                 train_examples: Sequence[AnyExample] | None = None, fitted_here: bool = False) -> dict:
     """The report (module doc) of a model with (N, L) `logits` on the N `examples`, whose class ids are `labels`'
-    order. `temperature`: the model's (single-label; calibration shows ECE at 1 and at it; cross-fitted when
-    `temperature_fitted_here`, i.e. fitted on these rows). `thresholds`: a multi-label model's, in label order
-    (None: DEFAULT_THRESHOLD each). `train_examples`: what the model was trained on, for the baselines (None:
-    cross-validated on `examples`). DataError naming labels `labels` lacks."""
+    order. `temperature`: the model's (single-label; calibration shows ECE at 1 and at it). `thresholds`: a
+    multi-label model's, in label order (None: DEFAULT_THRESHOLD each). `fitted_here`: the temperature or the
+    thresholds were fitted on these rows (the module doc's cross-fitting). `train_examples`: what the model was
+    trained on, for the baselines (None: cross-validated on `examples`). DataError naming labels `labels` lacks."""
     problem_type = problem_type_of(examples)
     multi_label = problem_type == MULTI_LABEL
     evaluated = logit_metrics(logits, examples, labels, thresholds)
@@ -295,13 +313,19 @@ def build_report(logits: torch.Tensor, examples: Sequence[AnyExample], labels: l
         "per_class": [{"label": label, **figures} for label, figures in evaluated["per_class"].items()],
         "confusion_matrix": None if multi_label else evaluated["confusion"],
         "calibration": _calibration(logits, targets, problem_type, temperature,
-                                    cross_fitted=temperature_fitted_here and not multi_label),
+                                    cross_fitted=fitted_here and not multi_label),
         "coverage": None if multi_label else coverage(*_confidence_outcomes(served, targets, SINGLE_LABEL)),
         "confident_mistakes": confident_mistakes(examples, labels, served, targets, used_thresholds),
         "baselines": baseline,
         "thresholds": evaluated.get("thresholds"),
+        "cross_fitted_metrics": _cross_fitted_metrics(logits, targets, labels) if fitted_here and multi_label else None,
         "warnings": quality_warnings(metrics, baseline),
     }
+
+
+def _cross_fitted_metrics(logits: torch.Tensor, targets: torch.Tensor, labels: list[str]) -> dict:
+    decided = multi_label_metrics(targets, cross_fitted_decisions(logits, targets), labels)
+    return {"subset_accuracy": decided["accuracy"], "micro_f1": decided["micro_f1"], "macro_f1": decided["macro_f1"]}
 
 
 def evaluate_model_dir(model_dir: str | Path, examples: Sequence[AnyExample], *,

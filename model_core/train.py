@@ -261,7 +261,7 @@ class Trainer:
             temperature = fit_temperature(logits, label_targets(self.eval, self.labels, "the evaluation set"))
             save_temperature(self.model_dir, temperature)
         report = build_report(logits, self.eval, self.labels, temperature=temperature, thresholds=thresholds,
-                              train_examples=self.train, temperature_fitted_here=True)
+                              train_examples=self.train, fitted_here=True)
         save_report(self.model_dir, report)
         return report
 

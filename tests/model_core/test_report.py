@@ -12,6 +12,7 @@ from sklearn import metrics as skm
 from model_core.checkpoint import CALIBRATION_FILE, load_model, save_temperature
 from model_core.config import TrainConfig
 from model_core.data import DataError, Example, MultiLabelExample
+from model_core.evaluate import tune_thresholds
 from model_core.predict import Predictor
 from model_core.report import (
     COVERAGE_LEVELS,
@@ -20,6 +21,7 @@ from model_core.report import (
     REPORT_FILE,
     build_report,
     calibration_folds,
+    cross_fitted_decisions,
     cross_fitted_probabilities,
     evaluate_model_dir,
     fit_temperature,
@@ -133,8 +135,30 @@ def test_multi_label_report_matches_scikit_learn():
     assert report["calibration"]["temperature"] == 1.0  # multi-label scores are not temperature-scaled
     assert report["calibration"]["ece_after"] == report["calibration"]["ece_before"]
     assert report["baselines"]["majority"]["fitted_on"] == "cross_validation"
+    assert report["cross_fitted_metrics"] is None  # the thresholds were given: tuned elsewhere
     for mistake in report["confident_mistakes"]:
         assert sorted(mistake["true"]) != sorted(mistake["predicted"])
+
+
+def test_a_multi_label_report_on_the_rows_its_thresholds_were_tuned_on_adds_cross_fitted_metrics():
+    examples = topic_examples(60, seed=5)
+    labels = ["neg", "pos", "strong"]
+    truth = torch.tensor([[label in e.labels for label in labels] for e in examples], dtype=torch.float)
+    logits = truth * 2 - 1 + 1.5 * torch.randn(60, 3, generator=torch.Generator().manual_seed(1))
+    folds = calibration_folds(len(examples))
+    flipped = truth.clone()
+    flipped[folds == 2] = 1 - flipped[folds == 2]
+    before, after = cross_fitted_decisions(logits, truth), cross_fitted_decisions(logits, flipped)
+    assert torch.equal(before[folds == 2], after[folds == 2])  # their decisions never saw their labels
+    assert not torch.equal(before[folds != 2], after[folds != 2])
+
+    tuned = tune_thresholds(logits.sigmoid(), truth).tolist()  # as training tunes them on its held-out rows
+    report = build_report(logits, examples, labels, thresholds=tuned, fitted_here=True)
+    crossed = report["cross_fitted_metrics"]
+    assert crossed["macro_f1"] == pytest.approx(skm.f1_score(truth.numpy(), before.numpy(), average="macro"))
+    assert crossed["micro_f1"] == pytest.approx(skm.f1_score(truth.numpy(), before.numpy(), average="micro"))
+    assert crossed["subset_accuracy"] == pytest.approx(skm.accuracy_score(truth.numpy(), before.numpy()))
+    assert crossed["macro_f1"] < report["metrics"]["macro_f1"]  # thresholds tuned on the rows flatter them
 
 
 def test_temperature_scaling_lowers_the_ece_of_an_over_confident_model():
@@ -160,7 +184,7 @@ def test_a_report_on_the_rows_the_temperature_was_fitted_on_calibrates_no_row_on
 
     temperature = fit_temperature(logits, targets)
     calibration = build_report(logits, examples, LABELS, temperature=temperature,
-                               temperature_fitted_here=True)["calibration"]
+                               fitted_here=True)["calibration"]
     top, predicted = before.max(dim=-1)
     assert calibration["cross_fitted"] and calibration["temperature"] == temperature
     assert calibration["ece_after"] == pytest.approx(ece_by_hand(top.numpy(), (predicted == targets).numpy()))

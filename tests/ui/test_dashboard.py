@@ -271,6 +271,11 @@ def test_a_multi_label_model_predicts_labels_and_shows_its_thresholds(server, pa
     thresholds = page.get_by_role("table", name="Per class").locator("tbody tr td:last-child").all_inner_texts()
     assert thresholds == [f"{report['thresholds'][c['label']]:.2f}" for c in report["per_class"]]
     assert page.locator("#confusion-matrix").count() == 0  # none for multi-label
+    headline = page.get_by_role("table", name=f"{report['n_rows']} rows, multi label classification")
+    macro_f1 = headline.locator("tbody tr", has_text="macro-F1").locator("td").all_inner_texts()
+    assert "this model, thresholds cross-fitted" in headline.locator("thead").inner_text()
+    assert macro_f1[:3] == ["macro-F1", f"{report['metrics']['macro_f1']:.3f}",
+                            f"{report['cross_fitted_metrics']['macro_f1']:.3f}"]
     assert page.get_by_role("form", name="Thresholds").locator("input").count() == len(model["labels"])
     page.fill("#predict-text", "a superb film")
     page.get_by_role("button", name="Predict").click()
