@@ -1,6 +1,7 @@
 """The dashboard driven in headless Chromium against the real service (PostgreSQL, Redis, a Celery worker):
 upload (a bad line, then a good file), a job started from the form and followed live to its end, the model page
-(predict, deploy, download), cancel, and the pages at phone width. Screenshots go to tests/ui/screenshots/."""
+(predict, deploy, download), a deploy the promotion gate refuses, cancel, and the pages at phone width.
+Screenshots go to tests/ui/screenshots/."""
 import re
 import shutil
 import tarfile
@@ -9,8 +10,15 @@ import httpx
 import pytest
 
 from app.db.session import make_session_factory
-from testkit.store import new_model_dir, register_model_dir
-from tests.factories import TINY_HYPERPARAMETERS, topic_examples, write_tsv
+from testkit.store import new_model_dir, register_copy, register_model_dir
+from tests.factories import (
+    TINY_HYPERPARAMETERS,
+    make_tiny_base,
+    sentiment_examples,
+    topic_examples,
+    train_sentiment_model,
+    write_tsv,
+)
 from tests.harness import queue_job, upload_dataset, wait_for_job
 from tests.ui.conftest import ADMIN_KEY, PHONE, PREDICT_KEY
 
@@ -207,6 +215,36 @@ def test_model_page_predicts_every_class_deploys_through_the_gate_rolls_back_and
     page.wait_for_url(f"**/ui#/models/{job['model_id']}")
     page.locator("h1 .badge.deployed").wait_for()
     assert api.get(f"/models/{job['model_id']}").json()["deployed"] is True
+
+
+def test_a_deploy_the_gate_refuses_shows_its_reasons_and_the_per_class_deltas(server, pages, api,
+                                                                              production_settings, tmp_path):
+    """A model that learned swapped labels, deployed through the gate over one that learned the right ones."""
+    base = make_tiny_base(tmp_path / "base")
+    session_factory = make_session_factory(production_settings.database_url)
+    good, corrupted = (register_copy(session_factory, production_settings.artifact_dir,
+                                     train_sentiment_model(base, tmp_path / name, corrupted=name == "corrupted"))
+                       for name in ("good", "corrupted"))
+    api.post(f"/models/{good}/deploy").raise_for_status()
+    dataset = upload_dataset(api, write_tsv(tmp_path / "sentiment.tsv", sentiment_examples(16, seed=1)))
+
+    page = pages.open(f"{server.url}/ui#/models/{corrupted}")
+    page.get_by_label("Only if at least as good as the deployed model").check()
+    page.select_option("#gate-dataset", dataset)
+    page.locator("#deploy").click()
+    refusal = page.locator("#gate-refusal")
+    refusal.wait_for()
+    again = api.post(f"/models/{corrupted}/deploy", json={"require_better_than_deployed": True,
+                                                          "on_dataset": dataset, "max_class_drop": 0.05})
+    assert again.status_code == 409  # the same refusal, from the evaluations the first one stored
+    detail = again.json()["detail"]
+    alert = refusal.get_by_role("alert")
+    assert f"does not beat the deployed model {good[:8]}" in alert.inner_text()
+    assert alert.locator("li").all_inner_texts() == detail["reasons"] and detail["reasons"]
+    assert refusal.get_by_role("table").count() >= 1  # the comparison: per-class deltas
+    assert api.get("/models/" + corrupted).json()["deployed"] is False
+    assert api.get("/models/" + good).json()["deployed"] is True
+    pages.shot(page, "gate-refusal")
 
 
 def test_cancel_a_running_job_from_its_page(server, pages, api, dataset_id, tiny_base_model):

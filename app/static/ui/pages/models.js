@@ -90,12 +90,17 @@ function action(label, run, {cls = null, id = null} = {}) {
   return h("div", {class: "action"}, button, out);
 }
 
-/** The gate's refusal (409): its message, one line per reason, and the comparison (B = this model). */
+/** A 409 on deploy: the gate's refusal (one line per reason, then the comparison, B = this model), or another
+ * conflict's message (e.g. another model was deployed while the gate compared). */
 function refusal(error) {
   const detail = error instanceof ApiError && typeof error.detail === "object" ? error.detail : null;
-  return h("div", {id: "gate-refusal"}, errorBox(error),
-    detail?.reasons ? h("ul", {}, detail.reasons.map((reason) => h("li", {}, reason))) : null,
-    detail?.comparison ? comparisonTables(detail.comparison) : null);
+  if (!detail?.reasons) return h("div", {id: "gate-refusal"}, errorBox(error));
+  return h("div", {id: "gate-refusal"},
+    h("div", {class: "error", role: "alert"},
+      h("p", {}, `Refused by the promotion gate: this model does not beat the deployed model ` +
+        `${detail.deployed_model_id.slice(0, 8)} on the dataset.`),
+      h("ul", {}, detail.reasons.map((reason) => h("li", {}, reason)))),
+    detail.comparison ? comparisonTables(detail.comparison) : null);
 }
 
 /** Deploy, with the promotion gate's fields (DeployRequest in the schema) when the server has the gate. */
