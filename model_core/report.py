@@ -41,7 +41,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -103,28 +103,30 @@ def calibration_folds(n_rows: int) -> torch.Tensor:
     return torch.randperm(n_rows, generator=torch.Generator().manual_seed(0)) % folds
 
 
-def cross_fitted_probabilities(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """(N, L) softmax(logits / T_k) for the rows of each calibration fold k, T_k fitted on the other folds' rows:
-    the scores rows the temperature never saw would get. One fold (a single row): its T is 1."""
+def _out_of_fold(logits: torch.Tensor, targets: torch.Tensor, fit: Callable, apply: Callable) -> torch.Tensor:
+    """(N, ...) `apply(fitted, logits of a calibration fold's rows)` for every fold, each `fitted` = `fit(the other
+    folds' logits, their targets)`: what rows whose labels the fitted value never saw get."""
     folds = calibration_folds(len(logits))
-    probabilities = torch.empty_like(logits, dtype=torch.float64)
+    rows, parts = [], []
     for fold in folds.unique():
         inside = folds == fold
-        temperature = fit_temperature(logits[~inside], targets[~inside])
-        probabilities[inside] = (logits[inside].double() / temperature).softmax(dim=-1)
-    return probabilities
+        rows.append(inside.nonzero().flatten())
+        parts.append(apply(fit(logits[~inside], targets[~inside]), logits[inside]))
+    return torch.cat(parts)[torch.cat(rows).argsort()]  # back in row order
+
+
+def cross_fitted_probabilities(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(N, L) softmax(logits / T_k) for the rows of each calibration fold k, T_k fitted on the other folds' rows.
+    One fold (a single row): its T is 1."""
+    return _out_of_fold(logits, targets, fit_temperature,
+                        lambda temperature, rows: (rows.double() / temperature).softmax(dim=-1))
 
 
 def cross_fitted_decisions(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """(N, L) multi-label decisions of each calibration fold's rows at thresholds tuned (tune_thresholds) on the
-    other folds' rows: the decisions rows the thresholds never saw would get."""
-    folds = calibration_folds(len(logits))
-    probabilities = logits.sigmoid()  # (N, L)
-    decisions = torch.empty_like(probabilities, dtype=torch.bool)
-    for fold in folds.unique():
-        inside = folds == fold
-        decisions[inside] = probabilities[inside] >= tune_thresholds(probabilities[~inside], targets[~inside])
-    return decisions
+    other folds' rows."""
+    return _out_of_fold(logits, targets, lambda rows, labels: tune_thresholds(rows.sigmoid(), labels),
+                        lambda thresholds, rows: rows.sigmoid() >= thresholds)
 
 
 def reliability(confidence: torch.Tensor, correct: torch.Tensor) -> tuple[float, list[dict]]:
