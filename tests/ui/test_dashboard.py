@@ -1,6 +1,7 @@
 """The dashboard driven in headless Chromium against the real service (PostgreSQL, Redis, a Celery worker):
 upload (a bad line, then a good file), a job started from the form and followed live to its end, the model page
-(predict, deploy, download), a deploy the promotion gate refuses, cancel, and the pages at phone width.
+(predict, deploy, download), a deploy the promotion gate refuses, cancel, the pages at phone width, their text
+contrast, and the keyboard alone.
 Screenshots go to tests/ui/screenshots/."""
 import re
 import shutil
@@ -29,6 +30,46 @@ UNLABELLED = """() => [...document.querySelectorAll("input, select, textarea, bu
                     || (el.tagName === "BUTTON" && el.textContent.trim())))
   .map((el) => el.outerHTML.slice(0, 100))"""
 OVERFLOW = "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+# the focused element: whether it matches a selector, and whether it (or its parent) draws a focus ring
+FOCUSED = """(wanted) => {
+  const el = document.activeElement;
+  const ringed = (e) => { const style = getComputedStyle(e);
+    return style.outlineStyle !== "none" && parseFloat(style.outlineWidth) >= 2; };
+  return {html: el.outerHTML.slice(0, 100), ring: ringed(el) || ringed(el.parentElement), match: el.matches(wanted)};
+}"""
+# every visible text whose contrast with what is behind it is below WCAG AA's: 4.5:1, or 3:1 for large text (24px, or
+# 18.66px bold); the background is the element's and its ancestors' background colours composited, alpha included
+LOW_CONTRAST = """() => {
+  const rgba = (css) => { const [r, g, b, a = 1] = css.match(/[\\d.]+/g).map(Number); return [r, g, b, a]; };
+  const over = ([r, g, b, a], [R, G, B]) => [r * a + R * (1 - a), g * a + G * (1 - a), b * a + B * (1 - a)];
+  const behind = (element) => {
+    const layers = [];
+    for (let el = element; el; el = el.parentElement) {
+      const colour = rgba(getComputedStyle(el).backgroundColor);
+      if (colour[3] > 0) layers.push(colour);
+      if (colour[3] === 1) break;
+    }
+    return layers.reduceRight((below, layer) => over(layer, below), [255, 255, 255]);
+  };
+  const luminance = (rgb) => {
+    const [r, g, b] = rgb.map((v) => v / 255).map((v) => (v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4));
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const seen = new Set(), failures = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const el = node.parentElement;
+    if (!node.textContent.trim() || seen.has(el) || !el.checkVisibility({visibilityProperty: true})) continue;
+    seen.add(el);
+    const style = getComputedStyle(el);
+    const background = behind(el);
+    const [a, b] = [luminance(over(rgba(style.color), background)), luminance(background)];
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    const size = parseFloat(style.fontSize), large = size >= 24 || (size >= 18.66 && Number(style.fontWeight) >= 700);
+    if (ratio < (large ? 3 : 4.5)) failures.push(`${ratio.toFixed(2)}: ${el.outerHTML.slice(0, 120)}`);
+  }
+  return failures;
+}"""
 # long enough to watch and to cancel: ~22 steps per epoch at batch 2 on 48 rows
 LONG_HYPERPARAMETERS = {**TINY_HYPERPARAMETERS, "epochs": 6, "batch_size": 2}
 
@@ -124,6 +165,50 @@ def test_every_page_fits_a_phone_and_labels_every_control(server, pages, dataset
         assert page.evaluate(OVERFLOW) <= 0, route
         assert page.evaluate(UNLABELLED) == [], route
         pages.shot(page, f"phone-{route.strip('#/').replace('/', '-')}")
+
+
+def test_every_page_keeps_its_text_readable(server, pages, api, trained_jobs):
+    """The contrast the stylesheet promises (4.5:1), measured on every page, a job's and a model's report included."""
+    job = trained_jobs[0]
+    page = pages.open(f"{server.url}/ui")
+    for route in ("#/datasets", "#/jobs/new", "#/jobs", f"#/jobs/{job['id']}", "#/models",
+                  f"#/models/{job['model_id']}", "#/compare"):
+        page.evaluate("route => { location.hash = route; }", route)
+        page.locator(f"main[data-page='{route}']").wait_for()
+        page.wait_for_load_state("networkidle")
+        assert page.evaluate(LOW_CONTRAST) == [], route
+
+
+def tab_to(page, wanted: str, presses: int = 200) -> dict:
+    """Presses Tab until the focused element matches the CSS selector `wanted`; every element focused on the way
+    shows a focus ring (its own outline, or its parent's for the file input inside the drop zone)."""
+    for _ in range(presses):
+        page.keyboard.press("Tab")
+        focused = page.evaluate(FOCUSED, wanted)
+        assert focused["ring"], focused
+        if focused["match"]:
+            return focused
+    raise AssertionError(f"{presses} presses of Tab never reached {wanted}")
+
+
+def test_the_keyboard_alone_reaches_a_model_and_predicts(server, pages, api, trained_jobs):
+    model_id = trained_jobs[0]["model_id"]
+    page = pages.open(f"{server.url}/ui#/models")
+    page.get_by_role("heading", name="Models").wait_for()
+    tab_to(page, "a.skip")
+    assert page.locator("a.skip").bounding_box()["x"] >= 0  # shown when focused
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+    tab_to(page, f"main a[href='#/models/{model_id}']")
+    page.keyboard.press("Enter")
+    page.locator(f"main[data-page='#/models/{model_id}']").wait_for()
+    tab_to(page, "#predict-text")
+    page.keyboard.type("a gripping, beautiful film")
+    tab_to(page, "#predict-title ~ p button[type=submit]")
+    page.keyboard.press("Enter")
+    page.locator("#predicted-label").wait_for()
+    answer = api.post("/predict", json={"model": model_id, "inputs": ["a gripping, beautiful film"]}).json()
+    assert page.locator("#predicted-label").inner_text() == answer["predictions"][0]["label"]
 
 
 def test_a_job_from_the_form_streams_its_curves_to_the_end(server, pages, api, dataset_id, tiny_base_model):

@@ -109,5 +109,11 @@ function markCurrent(hash) {
   }
 }
 
-window.addEventListener("hashchange", render);
+// The skip link moves focus to the page's content: followed as a link, its "#main" would be routed as a page
+document.querySelector("a.skip").addEventListener("click", (event) => {
+  event.preventDefault();
+  main.focus();
+});
+// After a move to another page the keyboard starts in its content, as after a page load it starts at the skip link
+window.addEventListener("hashchange", () => render().then(() => main.focus({preventScroll: true})));
 render();
