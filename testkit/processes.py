@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -67,6 +68,16 @@ class WorkerProcess:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+def running_worker(settings: Settings, log_path: Path) -> Iterator[WorkerProcess]:
+    """A started WorkerProcess on `settings`, stopped when the generator closes (a fixture's body)."""
+    worker = WorkerProcess(settings, log_path)
+    worker.start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
 
 
 class ServeProcess:

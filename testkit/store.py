@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
+import redis
 from sqlalchemy.orm import Session
 
 from app.db import store
@@ -43,6 +44,21 @@ def postgres_database(prefix: str) -> Iterator[str]:
     finally:
         with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def production_store(prefix: str, artifact_dir: Path) -> Iterator[Settings]:
+    """Settings on a fresh PostgreSQL database (`postgres_database(prefix)`) and a Celery queue of its own on the
+    shared Redis, both deleted at the end; a short lease, so that a killed worker's job is taken over within seconds."""
+    queue = f"{prefix}-training-{uuid.uuid4().hex[:8]}"
+    with postgres_database(prefix) as url:
+        try:
+            yield Settings(database_url=url, celery_broker_url=REDIS_URL, celery_queue=queue,
+                           artifact_dir=artifact_dir, api_keys=None, job_lease_seconds=3)
+        finally:
+            # the queue, and the bindings kombu keeps for the exchange named after it
+            bindings = (f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
+            redis.Redis.from_url(REDIS_URL).delete(queue, *bindings)
 
 
 def register_model_dir(session_factory: Callable[[], Session], model_dir: Path, deploy: bool = False) -> str:

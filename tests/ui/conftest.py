@@ -1,7 +1,10 @@
 """The dashboard in a real browser: headless Chromium (Debian's `chromium`, driven by Playwright through its
 executable_path; Playwright's own browser download is never used) against `python -m app.cli serve` on
-PostgreSQL + Redis with the suite's real Celery worker. No browser: the tests skip with the reason, or fail under
-CI=true. Each test's pages are saved as screenshots under tests/ui/screenshots/ (git-ignored)."""
+PostgreSQL + Redis with a real Celery worker. No browser: the tests skip with the reason, or fail under
+CI=true. Each test's pages are saved as screenshots under tests/ui/screenshots/ (git-ignored).
+
+These tests deploy, roll back and delete as a user does, so they run on a store and a worker of their own: the rest
+of the suite never meets a model they deployed."""
 from __future__ import annotations
 
 import os
@@ -14,7 +17,8 @@ import httpx
 import pytest
 
 from app.settings import Settings
-from testkit.processes import ServeProcess
+from testkit.processes import ServeProcess, WorkerProcess, running_worker
+from testkit.store import production_store
 
 BROWSER_NAMES = ("chromium", "chromium-browser", "google-chrome")
 SCREENSHOTS = Path(__file__).parent / "screenshots"
@@ -43,9 +47,22 @@ def browser():
         chromium.close()
 
 
+@pytest.fixture(scope="package")
+def production_settings(tmp_path_factory) -> Iterator[Settings]:
+    """The dashboard tests' own PostgreSQL database and queue (testkit.store.production_store)."""
+    with production_store("test_ui", tmp_path_factory.mktemp("ui-artifacts")) as settings:
+        yield settings
+
+
+@pytest.fixture(scope="package")
+def celery_worker(production_settings, tmp_path_factory) -> Iterator[WorkerProcess]:
+    """A worker on the dashboard tests' store, started while their server boots (`_serve`)."""
+    yield from running_worker(production_settings, tmp_path_factory.mktemp("ui-worker") / "worker.log")
+
+
 def _serve(settings: Settings, log: Path, request) -> Iterator[ServeProcess]:
     """The server with one /predict replica per model (the tests predict one sentence at a time), booting while
-    the session's Celery worker starts."""
+    the worker starts."""
     server = ServeProcess(settings.model_copy(update={"predict_workers": 1}), log)
     try:
         with ThreadPoolExecutor(1) as boot:
@@ -59,7 +76,7 @@ def _serve(settings: Settings, log: Path, request) -> Iterator[ServeProcess]:
 
 @pytest.fixture(scope="module")
 def server(production_settings, tmp_path_factory, request) -> Iterator[ServeProcess]:
-    """`python -m app.cli serve` on the suite's PostgreSQL and Redis; the session's Celery worker trains."""
+    """`python -m app.cli serve` on the dashboard tests' store; their Celery worker trains."""
     yield from _serve(production_settings, tmp_path_factory.mktemp("ui") / "server.log", request)
 
 
