@@ -84,6 +84,14 @@ def drop_file(page, selector: str, name: str, text: str) -> None:
     }""", [selector, name, text])
 
 
+def evaluable_names(api, model: dict) -> list[str]:
+    """The names of the datasets the server evaluates `model` on (app/evaluation.check_evaluable): its kind, and no
+    label it lacks."""
+    multi_label = model["problem_type"] == "multi_label_classification"
+    return [d["name"] for d in api.get("/datasets", params={"limit": 200}).json()["items"]
+            if d["multi_label"] == multi_label and set(d["labels"]) <= set(model["labels"])]
+
+
 @pytest.fixture(scope="module")
 def dataset_id(api, train_tsv) -> str:
     return upload_dataset(api, train_tsv)
@@ -371,6 +379,9 @@ def test_model_page_shows_the_evaluation_report(server, pages, api, trained_jobs
     assert reliability.locator("canvas").count() == 1
     assert f"ECE {report['calibration']['ece_before']:.3f} before" in reliability.inner_text()
     assert report["calibration"]["cross_fitted"] and page.get_by_text("the after figures are cross-fitted").is_visible()
+    # the evaluation form offers the single-label datasets only: not the multi-label one the module uploaded
+    offered = page.locator("#evaluate-dataset option").all_inner_texts()
+    assert offered == evaluable_names(api, api.get(f"/models/{model_id}").json()) and "topics" not in offered
     mistakes = page.get_by_role("table", name="The most confident mistakes").locator("tbody tr")
     assert mistakes.count() == len(report["confident_mistakes"])
     for warning in report["warnings"]:
@@ -400,6 +411,7 @@ def test_a_multi_label_model_predicts_labels_and_shows_its_thresholds(server, pa
     assert macro_f1[:3] == ["macro-F1", f"{report['metrics']['macro_f1']:.3f}",
                             f"{report['cross_fitted_metrics']['macro_f1']:.3f}"]
     assert page.get_by_role("form", name="Thresholds").locator("input").count() == len(model["labels"])
+    assert page.locator("#evaluate-dataset option").all_inner_texts() == evaluable_names(api, model) == ["topics"]
     page.fill("#predict-text", "a superb film")
     page.get_by_role("button", name="Predict").click()
     bars = page.get_by_role("list", name="Scores of every class").locator("li")

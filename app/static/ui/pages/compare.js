@@ -5,7 +5,7 @@ import {get, send} from "../api.js";
 import {errorBox, fmt, go, h, notAvailable} from "../dom.js";
 import {comparisonTables, headline, perClassTable} from "../report.js";
 import {jobEnd} from "./jobs.js";
-import {hasRoute} from "./models.js";
+import {datasetPicker, evaluableBy, hasRoute} from "./models.js";
 
 /** The newest evaluation of each dataset: {dataset id: evaluation}. */
 function byDataset(evaluations) {
@@ -15,16 +15,16 @@ function byDataset(evaluations) {
 }
 
 function evaluateBoth(models, datasets, signal) {
-  const dataset = h("select", {id: "compare-evaluate-dataset"}, datasets.map((d) => h("option", {value: d.id}, d.name)));
+  const dataset = datasetPicker("compare-evaluate-dataset", evaluableBy(datasets, models));
   const out = h("div", {"aria-live": "polite"});
   const form = h("form", {class: "panel"},
     h("p", {}, "These models have no evaluation on a common dataset, so their per-class figures do not compare."),
     h("div", {class: "row"}, h("label", {for: "compare-evaluate-dataset"}, "Evaluate both on"), dataset,
-      h("button", {type: "submit"}, "Evaluate both")), out);
+      h("button", {type: "submit", disabled: dataset.disabled}, "Evaluate both")), out);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     try {
-      const jobs = await Promise.all(models.map((id) => send("POST", `/models/${id}/evaluations`, {dataset_id: dataset.value})));
+      const jobs = await Promise.all(models.map((m) => send("POST", `/models/${m.id}/evaluations`, {dataset_id: dataset.value})));
       out.replaceChildren(h("p", {}, "Evaluating: ", ...jobs.flatMap((job, i) => [i ? ", " : "",
         h("a", {href: `#/jobs/${job.id}`}, `job ${job.id.slice(0, 8)}`)]), "…"));
       const ends = await Promise.all(jobs.map((job) => jobEnd(job.id, signal)));
@@ -66,7 +66,8 @@ export async function comparePage({args: [query], who, signal}) {
   const [onA, onB] = lists.map((list) => byDataset(list.items));
   const common = datasets.items.filter((d) => onA[d.id] && onB[d.id]);
   const heldOut = heldOutSideBySide(lists.map((list) => list.items.find((e) => e.source === "held_out")));
-  if (!common.length) return [...head, evaluateBoth([a, b], datasets.items, signal), heldOut];
+  const pair = await Promise.all([a, b].map((id) => get(`/models/${id}`)));
+  if (!common.length) return [...head, evaluateBoth(pair, datasets.items, signal), heldOut];
 
   const chosen = common.find((d) => d.id === params.get("dataset")) ?? common[0];
   const on = h("select", {id: "compare-dataset", onchange: (event) => {

@@ -9,6 +9,20 @@ export function hasRoute(schema, method, path) {
   return schema ? Boolean(schema.paths[path]?.[method]) : null;
 }
 
+/** The datasets that each of `models` can be evaluated on, by the server's rule (app/evaluation.check_evaluable):
+ * the models' kind (single- or multi-label) and no label they lack. The pickers offer only these. */
+export function evaluableBy(datasets, models) {
+  return datasets.filter((d) => models.every((m) => d.multi_label === (m.problem_type === "multi_label_classification")
+    && Object.keys(d.labels).every((label) => m.labels.includes(label))));
+}
+
+/** A <select> of the datasets, or, when there is none, one disabled choice that says so. */
+export function datasetPicker(id, datasets) {
+  return h("select", {id, disabled: !datasets.length}, datasets.length
+    ? datasets.map((d) => h("option", {value: d.id}, d.name))
+    : h("option", {value: ""}, "no dataset of this kind and these labels"));
+}
+
 async function deploymentsSection(schema) {
   if (!hasRoute(schema, "get", "/deployments")) {
     return h("section", {}, h("h2", {}, "Deployments"), notAvailable("The deployment history"));
@@ -107,13 +121,10 @@ function refusal(error) {
 async function deployPanel(model, schema) {
   const gate = schema?.components.schemas.DeployRequest?.properties;
   const require = h("input", {type: "checkbox", id: "gate-require"});
-  const onDataset = h("select", {id: "gate-dataset"});
+  const datasets = gate ? (await get("/datasets?limit=200")).items : [];
+  const onDataset = datasetPicker("gate-dataset", evaluableBy(datasets, [model]));
   const maxDrop = h("input", {type: "number", id: "gate-max-drop", min: "0", max: "1", step: "0.01",
     value: String(gate?.max_class_drop?.default ?? "")});
-  if (gate) {
-    const datasets = await get("/datasets?limit=200");
-    onDataset.append(...datasets.items.map((d) => h("option", {value: d.id}, d.name)));
-  }
   return h("div", {class: "panel"},
     gate ? h("fieldset", {}, h("legend", {}, "Promotion gate"),
       h("label", {class: "inline"}, require, "Only if at least as good as the deployed model"),
@@ -166,10 +177,10 @@ async function evaluationsSection(model, who) {
     h("button", {type: "button", class: "secondary", onclick: () => shown.replaceChildren(
       h("h3", {}, `Report on ${e.source === "held_out" ? "the held-out rows" : names.get(e.dataset_id) ?? "a dataset"}`),
       renderReport(e.report))}, "Show report")]);
-  const dataset = h("select", {id: "evaluate-dataset"}, datasets.items.map((d) => h("option", {value: d.id}, d.name)));
+  const dataset = datasetPicker("evaluate-dataset", evaluableBy(datasets.items, [model]));
   const out = h("div", {"aria-live": "polite"});
   const form = h("form", {class: "row"}, h("label", {for: "evaluate-dataset"}, "Evaluate on"), dataset,
-    h("button", {type: "submit"}, "Start an evaluation job"), out);
+    h("button", {type: "submit", disabled: dataset.disabled}, "Start an evaluation job"), out);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     try {
@@ -181,7 +192,7 @@ async function evaluationsSection(model, who) {
   });
   return h("section", {"aria-labelledby": "evaluations-title"}, h("h2", {id: "evaluations-title"}, "Evaluations"),
     rows.length ? table(["on", "when", "accuracy", "macro-F1", ""], rows, {numeric: [2, 3]}) : null,
-    datasets.items.length ? form : null, shown);
+    form, shown);
 }
 
 /** PATCH /models/{id}: min_confidence (single-label) or per-label thresholds (multi-label), with the schema's
