@@ -412,6 +412,9 @@ def test_a_multi_label_model_predicts_labels_and_shows_its_thresholds(server, pa
                             f"{report['cross_fitted_metrics']['macro_f1']:.3f}"]
     assert page.get_by_role("form", name="Thresholds").locator("input").count() == len(model["labels"])
     assert page.locator("#evaluate-dataset option").all_inner_texts() == evaluable_names(api, model) == ["topics"]
+    calibration = page.locator("figure.chart", has_text="Reliability diagram (every label's probability)")
+    assert f"ECE {report['calibration']['ece_before']:.3f}" in calibration.inner_text()
+    assert page.get_by_text("not temperature-scaled").is_visible()
     page.fill("#predict-text", "a superb film")
     page.get_by_role("button", name="Predict").click()
     bars = page.get_by_role("list", name="Scores of every class").locator("li")

@@ -53,20 +53,29 @@ function heatmap(labels, matrix) {
 function calibration(report) {
   const c = report.calibration;
   if (!c) return null;
+  // multi-label: every (row, label) probability against whether the label is true; no temperature (thresholds instead)
+  const multiLabel = report.problem_type === "multi_label_classification";
+  const outcome = multiLabel ? "share true" : "accuracy";
   const used = c.reliability.filter((bin) => bin.count > 0);
-  const chart = lineChart("Reliability diagram (after temperature scaling)",
-    [{label: "perfect calibration", dash: [6, 4], color: "#555e68"}, {label: "accuracy", points: true}],
-    ["confidence", "accuracy"], {yRange: [0, 1]});
+  const chart = lineChart(`Reliability diagram (${multiLabel ? "every label's probability" : "after temperature scaling"})`,
+    [{label: "perfect calibration", dash: [6, 4], color: "#555e68"}, {label: outcome, points: true}],
+    [multiLabel ? "probability" : "confidence", outcome], {yRange: [0, 1]});
   chart.setData(merge([[0, 0], [1, 1]], used.map((bin) => [bin.confidence, bin.accuracy])));
-  chart.note(`ECE ${fmt.num(c.ece_before)} before, ${fmt.num(c.ece_after)} after temperature ${fmt.num(c.temperature, 2)}`);
-  return h("div", {},
-    h("h3", {}, "Calibration"),
-    h("p", {}, `Expected calibration error ${fmt.num(c.ece_before)} before and ${fmt.num(c.ece_after)} after `,
+  chart.note(multiLabel ? `ECE ${fmt.num(c.ece_before)}`
+    : `ECE ${fmt.num(c.ece_before)} before, ${fmt.num(c.ece_after)} after temperature ${fmt.num(c.temperature, 2)}`);
+  const summary = multiLabel
+    ? [`Expected calibration error ${fmt.num(c.ece_before)} of every label's probability, each against whether the `,
+      "label is true. Multi-label scores are not temperature-scaled: each label's threshold is tuned instead."]
+    : [`Expected calibration error ${fmt.num(c.ece_before)} before and ${fmt.num(c.ece_after)} after `,
       `temperature scaling (T = ${fmt.num(c.temperature, 2)}).`,
       c.cross_fitted && " T was fitted on these rows, so the after figures are cross-fitted: each fifth of the " +
-        "rows is scaled by a T fitted on the other four."),
+        "rows is scaled by a T fitted on the other four."];
+  return h("div", {},
+    h("h3", {}, "Calibration"),
+    h("p", {}, ...summary),
     h("div", {class: "grid"}, chart.element,
-      table(["confidence bin", "rows", "mean confidence", "accuracy"], c.reliability.map((bin) => [
+      table([multiLabel ? "probability bin" : "confidence bin", "rows", `mean ${multiLabel ? "probability" : "confidence"}`,
+        outcome], c.reliability.map((bin) => [
         `${bin.bin_lower.toFixed(1)}–${bin.bin_upper.toFixed(1)}`, fmt.int(bin.count), fmt.num(bin.confidence),
         fmt.num(bin.accuracy)]), {caption: "Reliability table", numeric: [1, 2, 3]})));
 }
