@@ -249,6 +249,11 @@ def test_a_job_from_the_form_streams_its_curves_to_the_end(server, pages, api, d
     assert len(history["train"]) > seen_running  # the curve grew after the page saw it running
     assert page.locator("#job-progress").evaluate("p => p.value") == 1
     assert page.get_by_role("table", name="What auto chose").is_visible()  # pooling, eval_steps, ... were auto
+    settings = dict(zip(page.locator("dl.facts dt").all_inner_texts(), page.locator("dl.facts dd").all_inner_texts(),
+                        strict=True))
+    job = api.get(f"/jobs/{job_id}").json()
+    assert settings["eval_steps"] == f"auto → {job['auto_choices']['eval_steps']['value']}"
+    assert settings["batch_size"] == "2" and settings["dedupe"] == "false"
     for warning in api.get(f"/jobs/{job_id}").json()["warnings"] or []:
         assert page.get_by_text(warning["message"]).first.is_visible()
     assert f"{len(history['eval'])} evaluations" in page.locator("figure.chart", has_text="Eval metrics").inner_text()

@@ -186,6 +186,13 @@ function autoChoices(job) {
     [h("code", {}, key), String(choice.value), choice.reason]), {caption: "What auto chose"});
 }
 
+/** A hyperparameter as the job was given it: "auto" with what it became, a string bare, anything else as JSON. */
+function setting(job, key, value) {
+  const chosen = job.auto_choices?.[key];
+  if (value === "auto" && chosen) return `auto → ${chosen.value}`;
+  return typeof value === "string" ? value : JSON.stringify(value);
+}
+
 class JobView {
   constructor(job) {
     this.train = [];
@@ -238,7 +245,7 @@ class JobView {
         h("dt", {}, "Device"), h("dd", {}, job.device ?? "–"),
         h("dt", {}, "Created"), h("dd", {}, fmt.date(job.created_at)),
         h("dt", {}, "Finished"), h("dd", {}, fmt.date(job.finished_at)),
-        ...Object.entries(job.hyperparameters ?? {}).flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, JSON.stringify(v))])));
+        ...Object.entries(job.hyperparameters ?? {}).flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, setting(job, k, v))])));
   }
 
   setPoints(train, evals) {
