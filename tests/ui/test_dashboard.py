@@ -186,6 +186,18 @@ def test_every_page_keeps_its_text_readable(server, pages, api, trained_jobs):
         page.wait_for_load_state("networkidle")
         assert page.evaluate(LOW_CONTRAST) == [], route
 
+    # every shade of the confusion matrix, a row's share from 0 to 1 in tenths: the model's report with another
+    # matrix, drawn by the dashboard's own report module
+    report = api.get(f"/models/{job['model_id']}/evaluation").json()["report"]
+    report |= {"labels": [f"class {i}" for i in range(11)],
+               "confusion_matrix": [[i, 10 - i] + [0] * 9 for i in range(11)]}
+    page.evaluate("""async (report) => {
+        const {renderReport} = await import("/static/ui/report.js");
+        document.querySelector("main").replaceChildren(renderReport(report));
+    }""", report)
+    assert page.locator("#confusion-matrix td.cell").count() == 11 * 11
+    assert page.evaluate(LOW_CONTRAST) == []
+
 
 def tab_to(page, wanted: str, presses: int = 200) -> dict:
     """Presses Tab until the focused element matches the CSS selector `wanted`; every element focused on the way
