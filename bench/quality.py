@@ -114,18 +114,20 @@ def service_defaults() -> tuple[JobConfig, TrainConfig]:
     return job, TrainConfig.model_validate(job.hyperparameters.model_dump())
 
 
-def train_with_defaults(examples: list[Example], out_dir: Path) -> TrainResult:
-    """What a job with only a dataset id trains on these rows (the worker's path), on CPU."""
-    job, cfg = service_defaults()
+def train_with_defaults(examples: list[Example], out_dir: Path, cfg: TrainConfig | None = None,
+                        device: str = "cpu") -> TrainResult:
+    """What a job with only a dataset id trains on these rows (the worker's path); `cfg`: other hyperparameters
+    (bench/sweep.py's), the defaults' by default."""
+    job, defaults = service_defaults()
     table = Table(list(examples), label_column="label", text_column="text", text_pair_column=None)
-    return train_table(table, None, job.eval_fraction, job.base_model, out_dir, cfg, device="cpu")
+    return train_table(table, None, job.eval_fraction, job.base_model, out_dir, cfg or defaults, device=device)
 
 
-def ours(case: Case, out_dir: Path) -> Outcome:
+def ours(case: Case, out_dir: Path, cfg: TrainConfig | None = None, device: str = "cpu") -> Outcome:
     if case.label_delimiter is not None:
-        return ours_multi_label(case, out_dir)
+        return ours_multi_label(case, out_dir, cfg, device)
     started = time.perf_counter()
-    result = train_with_defaults(case.train, out_dir)
+    result = train_with_defaults(case.train, out_dir, cfg, device)
     seconds = time.perf_counter() - started
     report = evaluate_model_dir(result.model_dir, case.evaluation, train_examples=case.train)
     calibration = report["calibration"]  # the temperature was fitted on the held-out rows, not on these
@@ -133,15 +135,15 @@ def ours(case: Case, out_dir: Path) -> Outcome:
                    ece=calibration["ece_after"], ece_unscaled=calibration["ece_before"])
 
 
-def ours_multi_label(case: Case, out_dir: Path) -> Outcome:
+def ours_multi_label(case: Case, out_dir: Path, cfg: TrainConfig | None = None, device: str = "cpu") -> Outcome:
     """The defaults on the training file as a user uploads it (`label_delimiter`), the saved model scored on the
     evaluation file at its own thresholds (tuned on the held-out rows, never on the evaluation file). model_core's
     macro-F1 averages the labels true or predicted at least once: on the evaluation files here, every label."""
     train_file, evaluation_file = case.files
-    job, cfg = service_defaults()
+    job, defaults = service_defaults()
     table = read_table(train_file, label_delimiter=case.label_delimiter)
     started = time.perf_counter()
-    result = train_table(table, None, job.eval_fraction, job.base_model, out_dir, cfg, device="cpu")
+    result = train_table(table, None, job.eval_fraction, job.base_model, out_dir, cfg or defaults, device=device)
     seconds = time.perf_counter() - started
     loaded = load_model(result.model_dir)
     evaluation = read_table(evaluation_file, label_delimiter=case.label_delimiter).examples
