@@ -76,8 +76,9 @@ def config_with(settings: list[str]) -> TrainConfig:
 
 def sweep(case_name: str, seeds: list[int], settings: list[str], subset_seeds: tuple[int, ...], device: str,
           out: Path, rows: int | None = None) -> list[dict]:
-    """Trains and scores every (training set, seed); returns the runs as written to `out`."""
+    """Trains and scores every (training set, seed); returns the runs, each also appended to `out` as it ends."""
     cfg = config_with(settings)
+    out.parent.mkdir(parents=True, exist_ok=True)
     runs = []
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
         work = Path(tmp)
@@ -85,14 +86,14 @@ def sweep(case_name: str, seeds: list[int], settings: list[str], subset_seeds: t
             for index, case in enumerate(group.cases):
                 for seed in seeds:
                     outcome = ours(case, work / f"run-{len(runs)}", cfg.model_copy(update={"seed": seed}), device)
-                    run = {"case": case_name, "about": group.about, "subset": index, "seed": seed, "set": settings,
+                    run = {"case": case_name, "about": group.about, "seed": seed, "set": settings,
+                           "subset_seed": subset_seeds[index] if case_name == "sst2-720" else None,
                            group.headline: round(getattr(outcome, group.headline), 4),
                            "macro_f1": round(outcome.macro_f1, 4), "seconds": round(outcome.seconds, 1)}
                     runs.append(run)
                     print(json.dumps(run), flush=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("a", encoding="utf-8") as lines:
-        lines.writelines(json.dumps(run) + "\n" for run in runs)
+                    with out.open("a", encoding="utf-8") as lines:  # as each run ends: a cut sweep keeps its runs
+                        lines.write(json.dumps(run) + "\n")
     return runs
 
 

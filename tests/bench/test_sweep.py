@@ -27,7 +27,7 @@ def test_a_run_trains_the_base_model_and_scores_the_dev_rows(tmp_path, capsys):
     out = tmp_path / "sweep.jsonl"
     main(["sst2-720", "--rows", "40", "--subset-seeds", "10", "--seeds", "7", "--set", "epochs=1", "--out", str(out)])
     [run] = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
-    assert (run["case"], run["subset"], run["seed"], run["set"]) == ("sst2-720", 0, 7, ["epochs=1"])
+    assert (run["case"], run["subset_seed"], run["seed"], run["set"]) == ("sst2-720", 10, 7, ["epochs=1"])
     assert run["about"] == "sst2/train.tsv rows drawn with seed 10; sst2/dev.tsv (872)"
     assert 0 <= run["accuracy"] <= 1 and run["seconds"] > 0
     assert "sst2-720 epochs=1: accuracy mean" in capsys.readouterr().err
