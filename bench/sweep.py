@@ -35,6 +35,7 @@ from bench.quality import (
 )
 from model_core.config import TrainConfig
 from model_core.data import read_table
+from model_core.train import DeviceUnavailable
 from testkit.data import SHARED_DATA
 
 RESULTS = Path(__file__).resolve().parent / "results" / "sweep.jsonl"
@@ -104,6 +105,13 @@ def summary(runs: list[dict]) -> str:
             f", min {min(values):.4f}, max {max(values):.4f} over {len(values)} runs")
 
 
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a row count >= 1")
+    return value
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.sweep", description=__doc__.splitlines()[0])
     parser.add_argument("case", choices=("sst2-720", "banking77", "goemotions"))
@@ -112,14 +120,17 @@ def main(argv: list[str] | None = None) -> None:
                         help="a hyperparameter other than the default (repeatable)")
     parser.add_argument("--subset-seeds", type=int, nargs="+", default=list(TUNING_SUBSETS),
                         help="sst2-720: the seeds drawing the training rows (not 1-3, the benchmark's)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON lines file the runs are appended to")
-    parser.add_argument("--rows", type=int, help="train on this many rows only (a smoke run)")
+    parser.add_argument("--rows", type=positive, help="train on this many rows only (a smoke run)")
     arguments = parser.parse_args(argv)
     if arguments.case == "sst2-720" and set(arguments.subset_seeds) & {1, 2, 3}:
         parser.error("--subset-seeds 1, 2 and 3 draw the benchmark's own SST-2 720 subsets: tune on others")
-    runs = sweep(arguments.case, arguments.seeds, arguments.settings, tuple(arguments.subset_seeds), arguments.device,
-                 arguments.out, arguments.rows)
+    try:
+        runs = sweep(arguments.case, arguments.seeds, arguments.settings, tuple(arguments.subset_seeds),
+                     arguments.device, arguments.out, arguments.rows)
+    except DeviceUnavailable as error:
+        parser.error(str(error))
     print(summary(runs), file=sys.stderr)
 
 

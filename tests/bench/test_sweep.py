@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from bench.sweep import config_with, main
 
@@ -17,10 +18,22 @@ def test_settings_set_hyperparameters_and_bad_ones_are_refused_by_name():
         config_with(["batch_size=0"])
 
 
-def test_the_benchmarks_own_sst2_subsets_are_refused(capsys):
-    with pytest.raises(SystemExit):
-        main(["sst2-720", "--subset-seeds", "10", "2"])
-    assert "draw the benchmark's own SST-2 720 subsets" in capsys.readouterr().err
+@pytest.mark.parametrize(("argv", "message"), [
+    (["sst2-720", "--subset-seeds", "10", "2"], "draw the benchmark's own SST-2 720 subsets"),
+    (["sst2-720", "--rows", "0"], "0 is not a row count >= 1"),
+    (["banking77", "--device", "gpu"], "invalid choice: 'gpu'"),
+])
+def test_bad_arguments_are_refused_with_a_usage_error(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here: cuda is available")
+def test_cuda_without_a_gpu_is_a_usage_error_not_a_traceback(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sst2-720", "--rows", "8", "--device", "cuda", "--out", str(tmp_path / "sweep.jsonl")])
+    assert exit_info.value.code == 2 and "no CUDA GPU is available" in capsys.readouterr().err
 
 
 def test_a_run_trains_the_base_model_and_scores_the_dev_rows(tmp_path, capsys):

@@ -66,8 +66,10 @@ export async function comparePage({args: [query], who, signal}) {
   const [onA, onB] = lists.map((list) => byDataset(list.items));
   const common = datasets.items.filter((d) => onA[d.id] && onB[d.id]);
   const heldOut = heldOutSideBySide(lists.map((list) => list.items.find((e) => e.source === "held_out")));
-  const pair = await Promise.all([a, b].map((id) => get(`/models/${id}`)));
-  if (!common.length) return [...head, evaluateBoth(pair, datasets.items, signal), heldOut];
+  if (!common.length) {
+    const pair = await Promise.all([a, b].map((id) => get(`/models/${id}`)));  // their kinds and labels
+    return [...head, evaluateBoth(pair, datasets.items, signal), heldOut];
+  }
 
   const chosen = common.find((d) => d.id === params.get("dataset")) ?? common[0];
   const on = h("select", {id: "compare-dataset", onchange: (event) => {
